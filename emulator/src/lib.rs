@@ -1,0 +1,1 @@
+//! A stateful emulator of Stripe's Checkout Session endpoints.

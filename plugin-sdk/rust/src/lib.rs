@@ -1,0 +1,1 @@
+//! The discount policy SDK.

@@ -1,0 +1,4 @@
+//! TODO
+/// A Stripe error.
+#[derive(Debug)]
+pub struct StripeError;
