@@ -1,1 +1,23 @@
-//! The policy engine: shared by the host and the runner, and knows nothing of HTTP.
+//! The policy engine: loads discount policy components and evaluates them in a
+//! wasmtime sandbox. Shared by the host and the runner; knows nothing of HTTP.
+//!
+//! The steps it offers, in request order: [`mapping`] (Stripe session to WIT
+//! record), [`engine`] (sandboxed evaluation), [`guard`] (Stripe's rules and the
+//! merchant's caps).
+
+pub mod bindings;
+pub mod cache;
+pub mod decision;
+pub mod engine;
+pub mod guard;
+pub mod limits;
+pub mod mapping;
+pub mod settings;
+
+pub use bindings::{CheckoutSession, Decision, PolicyRequest};
+pub use engine::{
+    Clock, Cost, EngineConfig, EvalError, Evaluation, LoadError, LogRecord, Policy, PolicyEngine,
+};
+pub use guard::{Caps, GuardViolation, GuardedDecision};
+pub use limits::Limits;
+pub use settings::PolicySettings;

@@ -1,0 +1,563 @@
+//! Sandboxed evaluation: compile and validate a policy component once, then give
+//! every evaluation a fresh store and instance under the policy's limits.
+
+use crate::bindings::{
+    self, stripe_discount::policy::host, CheckoutSession, Decision, DiscountPolicy,
+    DiscountPolicyPre, PolicyRequest,
+};
+use crate::cache::ComponentCache;
+use crate::limits::Limits;
+use crate::settings::PolicySettings;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+
+/// How often the epoch ticks; the wall-clock deadline is counted in ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// Default limits; a policy's settings may override them.
+    pub limits: Limits,
+    /// Directory of compiled artifacts, keyed by content hash and engine version.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The wasmtime engine and linker every policy is loaded into.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    defaults: Limits,
+    cache: Option<ComponentCache>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum LoadError {
+    /// The bytes are not WebAssembly at all.
+    #[error("not a WebAssembly component: {0}")]
+    NotWasm(String),
+    /// A core module, not a component.
+    #[error(
+        "a core WebAssembly module, not a component; wrap it with `policy-runner componentize`"
+    )]
+    CoreModule,
+    /// Compilation failed.
+    #[error("the component does not compile: {0}")]
+    Compile(String),
+    /// The component imports something the host does not grant.
+    #[error("the component imports what the host does not grant: {}", .0.join(", "))]
+    UngrantedImport(Vec<String>),
+    /// The component is not a `discount-policy` world.
+    #[error("the component is not a stripe-discount:policy/discount-policy world: {0}")]
+    WrongWorld(String),
+    /// Instantiation failed under the policy's limits.
+    #[error("the component does not instantiate: {0}")]
+    Instantiate(String),
+}
+
+/// Why an evaluation produced no decision.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum EvalError {
+    /// The instruction budget ran out.
+    #[error("the policy ran out of fuel (budget {0} instructions)")]
+    FuelExhausted(u64),
+    /// The wall-clock deadline passed.
+    #[error("the policy exceeded its deadline of {0} ms")]
+    Timeout(u64),
+    /// Linear memory grew past the cap.
+    #[error("the policy exceeded its memory cap of {0} bytes")]
+    MemoryLimit(usize),
+    /// The policy trapped or panicked.
+    #[error("the policy trapped: {0}")]
+    Trap(String),
+    /// The decision is larger than the limits allow.
+    #[error("the policy's output is too large: {0}")]
+    OutputTooLarge(String),
+    /// A fresh instance could not be created.
+    #[error("the policy could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// Where "now" comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The system clock.
+    System,
+    /// A fixed Unix time in seconds, for reproducible runs.
+    Fixed(i64),
+}
+
+impl Clock {
+    /// The current Unix time in seconds.
+    pub fn now(self) -> i64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            Clock::Fixed(t) => t,
+        }
+    }
+}
+
+/// One structured log record a policy wrote.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogRecord {
+    /// trace, debug, info, warn or error.
+    pub level: &'static str,
+    /// The message.
+    pub message: String,
+    /// Structured fields.
+    pub fields: Vec<(String, String)>,
+}
+
+/// What one evaluation cost, against its limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Cost {
+    /// Fuel (instructions) consumed.
+    pub fuel_used: u64,
+    /// The fuel budget.
+    pub fuel_budget: u64,
+    /// Peak linear memory, in bytes.
+    pub peak_memory_bytes: usize,
+    /// The memory cap.
+    pub memory_cap_bytes: usize,
+    /// Instantiation and call, in microseconds.
+    pub wall_time_us: u64,
+    /// The deadline, in milliseconds.
+    pub timeout_ms: u64,
+    /// Log records dropped past the log limits.
+    pub logs_dropped: usize,
+}
+
+/// The result of one evaluation: the decision or why there is none, logs and cost.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The decision, or why the policy gave none.
+    pub result: Result<Decision, EvalError>,
+    /// What the policy logged.
+    pub logs: Vec<LogRecord>,
+    /// What it cost.
+    pub cost: Cost,
+}
+
+/// A loaded, validated policy version, ready to evaluate.
+#[derive(Clone)]
+pub struct Policy {
+    /// The policy's name (its file stem).
+    pub name: String,
+    /// Content hash of the component (hex sha-256).
+    pub version: String,
+    /// Content hash of the settings (hex sha-256).
+    pub settings_digest: String,
+    /// Its settings.
+    pub settings: Arc<PolicySettings>,
+    /// Effective limits: host defaults with the policy's overrides.
+    pub limits: Limits,
+    /// Time spent compiling, or loading from the cache.
+    pub compile_time: Duration,
+    /// Whether the compiled artifact came from the cache.
+    pub from_cache: bool,
+    config: Arc<BTreeMap<String, String>>,
+    pre: DiscountPolicyPre<StoreState>,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-evaluation state: nothing survives from one evaluation to the next.
+struct StoreState {
+    config: Arc<BTreeMap<String, String>>,
+    now: i64,
+    logs: Vec<LogRecord>,
+    log_bytes: usize,
+    logs_dropped: usize,
+    limiter: Limiter,
+}
+
+struct Limiter {
+    limits: Limits,
+    memory_bytes: usize,
+    peak_memory_bytes: usize,
+}
+
+/// The error a memory grow past the cap traps with.
+#[derive(Debug)]
+struct MemoryCapExceeded(usize);
+
+impl std::fmt::Display for MemoryCapExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "linear memory cap of {} bytes exceeded", self.0)
+    }
+}
+
+impl std::error::Error for MemoryCapExceeded {}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory_bytes - current.min(self.memory_bytes) + desired;
+        if total > self.limits.memory_bytes {
+            return Err(MemoryCapExceeded(self.limits.memory_bytes).into());
+        }
+        self.memory_bytes = total;
+        self.peak_memory_bytes = self.peak_memory_bytes.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.limits.table_elements)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories
+    }
+}
+
+impl host::Host for StoreState {
+    fn log(&mut self, level: host::LogLevel, message: String, fields: Vec<(String, String)>) {
+        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let limits = &self.limiter.limits;
+        if self.logs.len() >= limits.log_records || self.log_bytes + size > limits.log_bytes {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.log_bytes += size;
+        self.logs.push(LogRecord {
+            level: match level {
+                host::LogLevel::Trace => "trace",
+                host::LogLevel::Debug => "debug",
+                host::LogLevel::Info => "info",
+                host::LogLevel::Warn => "warn",
+                host::LogLevel::Error => "error",
+            },
+            message,
+            fields,
+        });
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn config_entries(&mut self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn now(&mut self) -> i64 {
+        self.now
+    }
+}
+
+impl bindings::stripe_discount::policy::types::Host for StoreState {}
+
+/// Hex sha-256 of some bytes.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl PolicyEngine {
+    /// Creates the engine: fuel metering, epoch interruption and the host interface.
+    pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+        let mut wasm = Config::new();
+        wasm.consume_fuel(true);
+        wasm.epoch_interruption(true);
+        wasm.max_wasm_stack(512 * 1024);
+        let engine = Engine::new(&wasm)?;
+        let mut linker = Linker::new(&engine);
+        DiscountPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        let cache = config.cache_dir.map(ComponentCache::new).transpose()?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        Ok(PolicyEngine {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                defaults: config.limits,
+                cache,
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The host's default limits.
+    pub fn default_limits(&self) -> &Limits {
+        &self.inner.defaults
+    }
+
+    /// Compiles (or loads from the cache) and validates a policy: a component of
+    /// the right world, importing only what the host grants, that instantiates.
+    pub fn load(
+        &self,
+        name: &str,
+        component: &[u8],
+        settings: PolicySettings,
+    ) -> Result<Policy, LoadError> {
+        check_component_header(component)?;
+        let engine = &self.inner.engine;
+        let version = content_hash(component);
+        let settings_digest =
+            content_hash(toml::to_string(&settings).unwrap_or_default().as_bytes());
+        let started = Instant::now();
+        let (component, from_cache) = match &self.inner.cache {
+            Some(cache) => cache.load_or_compile(engine, &version, component),
+            None => Component::new(engine, component).map(|c| (c, false)),
+        }
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let compile_time = started.elapsed();
+
+        let ungranted: Vec<String> = component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .filter(|name| !is_granted(name))
+            .collect();
+        if !ungranted.is_empty() {
+            return Err(LoadError::UngrantedImport(ungranted));
+        }
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let pre =
+            DiscountPolicyPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let limits = self.inner.defaults.with_overrides(&settings.limits);
+        let policy = Policy {
+            name: name.to_string(),
+            version,
+            settings_digest,
+            config: Arc::new(settings.config_text()),
+            settings: Arc::new(settings),
+            limits,
+            compile_time,
+            from_cache,
+            pre,
+            engine: engine.clone(),
+        };
+        let mut store = policy.store(Clock::System);
+        policy
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| LoadError::Instantiate(classify(e, &policy.limits).to_string()))?;
+        Ok(policy)
+    }
+}
+
+fn is_granted(import: &str) -> bool {
+    import == bindings::HOST_INTERFACE || import == "stripe-discount:policy/types@0.1.0"
+}
+
+fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(LoadError::NotWasm(
+            "missing the \\0asm header (empty, truncated or not WebAssembly)".into(),
+        ));
+    }
+    // Bytes 6..8 are the layer: 0 for a core module, 1 for a component.
+    match bytes[6..8] {
+        [0, 0] => Err(LoadError::CoreModule),
+        [1, 0] => Ok(()),
+        _ => Err(LoadError::NotWasm("unknown WebAssembly layer".into())),
+    }
+}
+
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("policy-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .ok();
+}
+
+/// Maps a wasmtime error to why the evaluation failed.
+fn classify(err: wasmtime::Error, limits: &Limits) -> EvalError {
+    if let Some(cap) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<MemoryCapExceeded>())
+    {
+        return EvalError::MemoryLimit(cap.0);
+    }
+    match err.chain().find_map(|e| e.downcast_ref::<Trap>()) {
+        Some(Trap::OutOfFuel) => EvalError::FuelExhausted(limits.fuel),
+        Some(Trap::Interrupt) => EvalError::Timeout(limits.timeout_ms),
+        Some(trap) => EvalError::Trap(trap.to_string()),
+        None => EvalError::Trap(format!("{err:#}")),
+    }
+}
+
+impl Policy {
+    fn store(&self, clock: Clock) -> Store<StoreState> {
+        let mut store = Store::new(
+            &self.engine,
+            StoreState {
+                config: self.config.clone(),
+                now: clock.now(),
+                logs: Vec::new(),
+                log_bytes: 0,
+                logs_dropped: 0,
+                limiter: Limiter {
+                    limits: self.limits.clone(),
+                    memory_bytes: 0,
+                    peak_memory_bytes: 0,
+                },
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        // Fuel is enabled engine-wide, so setting it cannot fail.
+        store.set_fuel(self.limits.fuel).ok();
+        let ticks = self
+            .limits
+            .timeout_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Evaluates the policy in a fresh, isolated instance.
+    pub fn evaluate(
+        &self,
+        session: &CheckoutSession,
+        request: &PolicyRequest,
+        clock: Clock,
+    ) -> Evaluation {
+        let started = Instant::now();
+        let mut store = self.store(clock);
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| match classify(e, &self.limits) {
+                EvalError::Trap(msg) => EvalError::Instantiate(msg),
+                other => other,
+            })
+            .and_then(|instance| {
+                instance
+                    .call_evaluate(&mut store, session, request)
+                    .map_err(|e| classify(e, &self.limits))
+            })
+            .and_then(|decision| self.check_output_size(decision));
+        let wall = started.elapsed();
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let state = store.into_data();
+        Evaluation {
+            result,
+            cost: Cost {
+                fuel_used: self.limits.fuel.saturating_sub(fuel_left),
+                fuel_budget: self.limits.fuel,
+                peak_memory_bytes: state.limiter.peak_memory_bytes,
+                memory_cap_bytes: self.limits.memory_bytes,
+                wall_time_us: wall.as_micros() as u64,
+                timeout_ms: self.limits.timeout_ms,
+                logs_dropped: state.logs_dropped,
+            },
+            logs: state.logs,
+        }
+    }
+
+    fn check_output_size(&self, decision: Decision) -> Result<Decision, EvalError> {
+        use bindings::Discount;
+        let limits = &self.limits;
+        match &decision {
+            Decision::Reject(msg) if msg.len() > limits.message_bytes => {
+                Err(EvalError::OutputTooLarge(format!(
+                    "reject message of {} bytes, over the limit of {}",
+                    msg.len(),
+                    limits.message_bytes
+                )))
+            }
+            Decision::Apply(Discount::CouponData(data))
+                if data.metadata.len() > limits.metadata_entries =>
+            {
+                Err(EvalError::OutputTooLarge(format!(
+                    "{} coupon metadata entries, over the limit of {}",
+                    data.metadata.len(),
+                    limits.metadata_entries
+                )))
+            }
+            _ => Ok(decision),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_names_the_problem() {
+        assert!(matches!(
+            check_component_header(b""),
+            Err(LoadError::NotWasm(_))
+        ));
+        assert!(matches!(
+            check_component_header(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
+        assert!(check_component_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn fixed_clock_is_fixed() {
+        assert_eq!(Clock::Fixed(42).now(), 42);
+        assert!(Clock::System.now() > 1_700_000_000);
+    }
+}
