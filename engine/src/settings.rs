@@ -48,6 +48,11 @@ impl PolicySettings {
         toml::from_str(text)
     }
 
+    /// Content hash of the settings, to tell whether they changed.
+    pub fn digest(&self) -> String {
+        crate::engine::content_hash(toml::to_string(self).unwrap_or_default().as_bytes())
+    }
+
     /// Configuration as the text key-value pairs the policy reads.
     pub fn config_text(&self) -> BTreeMap<String, String> {
         self.config

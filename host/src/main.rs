@@ -1,1 +1,161 @@
-fn main() {}
+//! `discount-host`: the storefront-facing server.
+
+use anyhow::Context;
+use clap::Parser;
+use discount_host::app::{self, AppState};
+use discount_host::config::{HostConfig, SECRET_KEY_ENV};
+use discount_host::locks::SessionLocks;
+use discount_host::registry::Registry;
+use policy_engine::{EngineConfig, PolicyEngine};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use stripe_checkout::{ClientConfig, StripeClient};
+
+/// Serves storefront discount endpoints backed by WebAssembly policies.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, env = "DISCOUNT_HOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides the file).
+    #[arg(long, env = "DISCOUNT_HOST_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Policy directory (overrides the file).
+    #[arg(long, env = "DISCOUNT_HOST_POLICY_DIR")]
+    policy_dir: Option<PathBuf>,
+    /// Compilation cache directory (overrides the file).
+    #[arg(long, env = "DISCOUNT_HOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Stripe API base URL (overrides the file); only used with a secret key.
+    #[arg(long, env = "STRIPE_API_BASE")]
+    stripe_api_base: Option<String>,
+    /// Address of the embedded emulator, used when no secret key is set.
+    #[arg(long, env = "DISCOUNT_HOST_EMULATOR_LISTEN")]
+    emulator_listen: Option<SocketAddr>,
+    /// Do not create demo sessions in the embedded emulator.
+    #[arg(long)]
+    no_demo: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => HostConfig::from_file(path)?,
+        None => HostConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.policy_dir {
+        config.policy_dir = dir;
+    }
+    if let Some(dir) = args.cache_dir {
+        config.cache_dir = Some(dir);
+    }
+    if let Some(base) = args.stripe_api_base {
+        config.stripe.api_base = base;
+    }
+    if let Some(listen) = args.emulator_listen {
+        config.emulator.listen = listen;
+    }
+
+    let secret_key = std::env::var(SECRET_KEY_ENV).ok().filter(|k| !k.is_empty());
+    let (api_base, secret_key, emulator) = match secret_key {
+        Some(key) => (config.stripe.api_base.clone(), key, None),
+        None => {
+            let running = stripe_emulator::Emulator::new()
+                .start(config.emulator.listen)
+                .await
+                .with_context(|| format!("starting the embedded Stripe emulator on {}", config.emulator.listen))?;
+            tracing::info!(url = %running.base_url(), "no {SECRET_KEY_ENV} set: using the embedded Stripe emulator");
+            (running.base_url(), "sk_test_emulator".to_string(), Some(running))
+        }
+    };
+    let s = &config.stripe;
+    let mut client_config = ClientConfig::new(secret_key);
+    client_config.api_base = api_base.clone();
+    client_config.max_retries = s.max_retries;
+    client_config.initial_network_retry_delay = Duration::from_millis(s.initial_retry_delay_ms);
+    client_config.max_network_retry_delay = Duration::from_millis(s.max_retry_delay_ms);
+    client_config.connect_timeout = Duration::from_millis(s.connect_timeout_ms);
+    client_config.request_timeout = Duration::from_millis(s.request_timeout_ms);
+    let stripe = StripeClient::new(client_config)?;
+
+    let engine = PolicyEngine::new(EngineConfig {
+        limits: config.limits.clone(),
+        cache_dir: config.cache_dir.clone(),
+    })?;
+    let registry = Arc::new(Registry::new(engine, config.policy_dir.clone()));
+    let initial = {
+        let registry = registry.clone();
+        tokio::task::spawn_blocking(move || registry.reload()).await?
+    };
+    tracing::info!(loaded = ?initial.loaded, failed = ?initial.failed, dir = %config.policy_dir.display(), "policies loaded");
+
+    let demo = match (&emulator, config.emulator.seed_demo && !args.no_demo) {
+        (Some(_), true) => discount_host::demo::seed(&stripe).await?,
+        _ => Vec::new(),
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        config: Arc::new(config),
+        registry,
+        stripe,
+        locks: Arc::new(SessionLocks::default()),
+    };
+    println!("discount-host ready: listen=http://{addr} stripe={api_base}");
+    for route in state.registry.snapshot().routes.keys() {
+        println!("  route POST http://{addr}{route}");
+    }
+    for session in &demo {
+        println!("  demo session {} ({})", session.id, session.note);
+    }
+    if let Some(session) = demo.first() {
+        let route = state.registry.snapshot().routes.keys().min().cloned().unwrap_or_else(|| "/apply-cart-discount".into());
+        println!("\nTry it:\n  curl -s -X POST http://{addr}{route} -H 'Content-Type: application/json' -d '{{\"checkout_session_id\":\"{}\"}}'\n", session.id);
+    }
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+
+    axum::serve(listener, app::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    if let Some(emulator) = emulator {
+        emulator.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

@@ -6,8 +6,8 @@ pub mod form;
 pub mod totals;
 pub mod types;
 
-pub use client::{ClientConfig, StripeClient};
-pub use error::StripeError;
+pub use client::{idempotency_key, random_idempotency_key, ClientConfig, Response, StripeClient};
+pub use error::{ErrorType, StripeError};
 pub use types::*;
 
 /// The API version the dynamic-discount update needs.

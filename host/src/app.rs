@@ -1,0 +1,82 @@
+//! The axum application: shared state and routes. Storefront routes are looked
+//! up per request in the policy registry, so reloads change them without a restart.
+
+use crate::config::HostConfig;
+use crate::locks::SessionLocks;
+use crate::pipeline;
+use crate::registry::Registry;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+use stripe_checkout::StripeClient;
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// Host configuration.
+    pub config: Arc<HostConfig>,
+    /// Loaded policies.
+    pub registry: Arc<Registry>,
+    /// The Stripe client.
+    pub stripe: StripeClient,
+    /// Per-session serialization.
+    pub locks: Arc<SessionLocks>,
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    // Bodies a little over the limit are read so the answer is a clear 413 from
+    // the parser; much larger ones are cut off by the transport limit.
+    let transport_limit = state.config.max_body_bytes.saturating_mul(2).max(1024);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/admin/policies", get(policies))
+        .fallback(storefront)
+        .layer(DefaultBodyLimit::max(transport_limit))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.registry.snapshot().policies.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "no policy loaded").into_response()
+    } else {
+        "ready".into_response()
+    }
+}
+
+async fn policies(State(state): State<AppState>) -> Response {
+    Json(state.registry.status()).into_response()
+}
+
+async fn storefront(State(state): State<AppState>, method: Method, uri: Uri, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+    let route = uri.path().to_string();
+    if method != Method::POST {
+        return if state.registry.route(&route).is_some() {
+            (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({"type": "error", "message": "Use POST."}))).into_response()
+        } else {
+            crate::response::FlowError::RouteNotFound.into_response()
+        };
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(_) => return crate::response::FlowError::TooLarge.into_response(),
+    };
+    let started = std::time::Instant::now();
+    let result = pipeline::run(&state, &route, &body).await;
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    match result {
+        Ok(ok) => {
+            tracing::info!(%route, decision = ok.decision.kind(), session = %ok.session.id, elapsed_us, "storefront request served");
+            ok.into_response()
+        }
+        Err(error) => {
+            tracing::warn!(%route, outcome = error.outcome(), %error, elapsed_us, "storefront request failed");
+            error.into_response()
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Step 6, Stripe update: the guarded decision applied to the session.
+
+use crate::response::FlowError;
+use policy_engine::GuardedDecision;
+use stripe_checkout::{client::idempotency_key, CheckoutSession, StripeClient, StripeError};
+use tokio::time::Instant;
+
+/// Expansions of the update's response, so the answer carries line totals.
+const EXPAND: &[&str] = &["line_items"];
+
+/// Applies the decision: an update for apply/clear, nothing for keep, an error for reject.
+/// `nonce` is unique per storefront request, so Stripe never replays an older update.
+pub async fn apply(
+    stripe: &StripeClient,
+    session: CheckoutSession,
+    decision: &GuardedDecision,
+    nonce: &str,
+    deadline: Instant,
+) -> Result<CheckoutSession, FlowError> {
+    match decision {
+        GuardedDecision::Keep => Ok(session),
+        GuardedDecision::Reject(message) => Err(FlowError::Rejected(message.clone())),
+        GuardedDecision::Update(update) => {
+            let key = idempotency_key(&session.id, update, nonce);
+            let response = stripe
+                .update_checkout_session_discounts(&session.id, update, &key, EXPAND, Some(deadline))
+                .await
+                .map_err(|e| match e {
+                    StripeError::Api { status: 404, .. } => FlowError::UnknownSession,
+                    e if is_not_open(&e) => FlowError::SessionNotOpen,
+                    other => FlowError::Stripe(other),
+                })?;
+            tracing::info!(session = %session.id, request_id = ?response.request_id, attempts = response.attempts, "discounts updated");
+            Ok(response.body)
+        }
+    }
+}
+
+/// Whether Stripe refused the update because the session is complete or expired.
+fn is_not_open(e: &StripeError) -> bool {
+    matches!(e, StripeError::Api { status: 400, message, .. } if message.contains("status in [\"open\"]"))
+}

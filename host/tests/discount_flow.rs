@@ -1,0 +1,174 @@
+//! The whole path through the real host: storefront request → Stripe emulator →
+//! real compiled policy → guard → Stripe update → storefront answer.
+
+mod common;
+
+use common::{policy_dir, Host, Stripe};
+use serde_json::json;
+
+async fn setup(policies: &[&str]) -> (Stripe, Host, common::tempdir::TempDir) {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(policies);
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    (stripe, host, dir)
+}
+
+#[tokio::test]
+async fn cart_over_threshold_gets_the_coupon() {
+    let (stripe, host, _dir) = setup(&["cart-threshold"]).await;
+    let id = stripe.session("usd", &[(6_000, 2)], None).await;
+    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": id})).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["type"], "object");
+    assert_eq!(a.body["value"]["succeeded"], true);
+    assert_eq!(a.body["value"]["decision"]["type"], "apply");
+    // 10% of 120.00 is 12.00, under the 20.00 cap.
+    assert_eq!(a.body["value"]["session"]["amount_discount"], 1_200);
+    assert_eq!(a.body["value"]["session"]["amount_total"], 10_800);
+
+    let s = stripe.get_session(&id).await;
+    assert_eq!(s["amount_subtotal"], 12_000);
+    assert_eq!(s["total_details"]["amount_discount"], 1_200);
+    assert_eq!(s["amount_total"], 10_800);
+    assert_eq!(s["discounts"].as_array().unwrap().len(), 1);
+    assert_eq!(s["discounts"][0]["coupon"]["amount_off"], 1_200);
+    assert_eq!(s["discounts"][0]["coupon"]["currency"], "usd");
+
+    let updates = stripe.updates_of(&id).await;
+    assert_eq!(updates.len(), 1);
+    assert_eq!(
+        updates[0]["stripe_version"],
+        "2025-03-31.basil; checkout_server_update_beta=v1;"
+    );
+    assert!(updates[0]["idempotency_key"].as_str().is_some_and(|k| !k.is_empty()));
+}
+
+#[tokio::test]
+async fn big_cart_is_capped_at_twenty() {
+    let (stripe, host, _dir) = setup(&["cart-threshold"]).await;
+    let id = stripe.session("eur", &[(50_000, 1)], None).await;
+    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": id})).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let s = stripe.get_session(&id).await;
+    assert_eq!(s["total_details"]["amount_discount"], 2_000);
+    assert_eq!(s["amount_total"], 48_000);
+    assert_eq!(s["discounts"][0]["coupon"]["currency"], "eur");
+}
+
+#[tokio::test]
+async fn cart_under_threshold_gets_its_discount_cleared() {
+    let (stripe, host, _dir) = setup(&["cart-threshold"]).await;
+    let id = stripe.session("usd", &[(12_000, 1)], None).await;
+    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": id})).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(stripe.get_session(&id).await["total_details"]["amount_discount"], 1_200);
+
+    // The same cart, now under the threshold: a second session built the same way
+    // but with a discount applied directly, then evaluated by the policy.
+    let small = stripe.session("usd", &[(4_000, 2)], None).await;
+    stripe
+        .client
+        .post_form(
+            &format!("/v1/checkout/sessions/{small}"),
+            &[
+                ("discounts[0][coupon_data][percent_off]".into(), "5".into()),
+                ("discounts[0][coupon_data][name]".into(), "Old promo".into()),
+            ],
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stripe.get_session(&small).await["total_details"]["amount_discount"], 400);
+
+    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": small})).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["value"]["decision"]["type"], "clear");
+    let s = stripe.get_session(&small).await;
+    assert_eq!(s["total_details"]["amount_discount"], 0);
+    assert_eq!(s["amount_total"], 8_000);
+    assert!(s["discounts"].as_array().is_none_or(|d| d.is_empty()), "{s}");
+}
+
+#[tokio::test]
+async fn loyalty_tier_comes_from_customer_metadata() {
+    let (stripe, host, _dir) = setup(&["loyalty-tier"]).await;
+    let gold = stripe.customer(json!({"tier": "gold"})).await;
+    let plain = stripe.customer(json!({})).await;
+    let gold_session = stripe.session("usd", &[(10_000, 1)], Some(&gold)).await;
+    let plain_session = stripe.session("usd", &[(10_000, 1)], Some(&plain)).await;
+
+    let a = host.post("/apply-loyalty-discount", json!({"checkout_session_id": gold_session})).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let s = stripe.get_session(&gold_session).await;
+    let percent = s["discounts"][0]["coupon"]["percent_off"].as_f64().unwrap();
+    let expected = (10_000.0 * percent / 100.0).round() as i64;
+    assert!(percent > 0.0);
+    assert_eq!(s["total_details"]["amount_discount"], expected);
+
+    let a = host.post("/apply-loyalty-discount", json!({"checkout_session_id": plain_session})).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["value"]["decision"]["type"], "clear");
+    assert_eq!(stripe.get_session(&plain_session).await["total_details"]["amount_discount"], 0);
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_4xx_and_change_nothing() {
+    let (stripe, host, _dir) = setup(&["cart-threshold"]).await;
+    let id = stripe.session("usd", &[(20_000, 1)], None).await;
+    let route = "/apply-cart-discount";
+
+    let unknown = host.post(route, json!({"checkout_session_id": "cs_test_doesnotexist"})).await;
+    assert_eq!(unknown.status, 404, "{:?}", unknown.body);
+    assert_eq!(unknown.body["type"], "error");
+    assert!(unknown.body["message"].as_str().unwrap().contains("checkout session"));
+
+    let malformed = host.post_raw(route, b"{\"checkout_session_id\": ".to_vec()).await;
+    assert_eq!(malformed.status, 400);
+    assert_eq!(malformed.body["type"], "error");
+
+    let empty = host.post_raw(route, Vec::new()).await;
+    assert_eq!(empty.status, 400);
+    assert!(empty.body["message"].as_str().unwrap().contains("empty"));
+
+    let missing_id = host.post(route, json!({"promo": "x"})).await;
+    assert_eq!(missing_id.status, 400);
+    assert!(missing_id.body["message"].as_str().unwrap().contains("checkout_session_id"));
+
+    let mut big = json!({"checkout_session_id": id}).to_string().into_bytes();
+    big.truncate(big.len() - 1);
+    big.extend(format!(",\"pad\":\"{}\"}}", "x".repeat(40_000)).into_bytes());
+    let too_large = host.post_raw(route, big).await;
+    assert_eq!(too_large.status, 413);
+    assert_eq!(too_large.body["type"], "error");
+
+    let no_route = host.post("/no-such-discount", json!({"checkout_session_id": id})).await;
+    assert_eq!(no_route.status, 404);
+
+    assert!(stripe.updates_of(&id).await.is_empty(), "no update may reach Stripe");
+    assert_eq!(stripe.get_session(&id).await["total_details"]["amount_discount"], 0);
+}
+
+#[tokio::test]
+async fn closed_sessions_get_409() {
+    let (stripe, host, _dir) = setup(&["cart-threshold"]).await;
+    let id = stripe.session("usd", &[(20_000, 1)], None).await;
+    stripe.client.expire_checkout_session(&id, None, None).await.unwrap();
+    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": id})).await;
+    assert_eq!(a.status, 409, "{:?}", a.body);
+    assert!(stripe.updates_of(&id).await.is_empty());
+}
+
+#[tokio::test]
+async fn error_messages_leak_nothing() {
+    let (stripe, host, _dir) = setup(&["cart-threshold"]).await;
+    let id = stripe.session("usd", &[(20_000, 1)], None).await;
+    stripe
+        .fault(json!({"method": "GET", "path": format!("/v1/checkout/sessions/{id}"), "count": 10, "status": 400, "error_type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_host"}))
+        .await;
+    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": id})).await;
+    assert_eq!(a.status, 502, "{:?}", a.body);
+    let text = a.body.to_string();
+    assert!(!text.contains("sk_test"), "{text}");
+    assert!(!text.contains("stripe"), "{text}");
+}

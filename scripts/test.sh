@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, builds
+# everything once in the release profile, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR=never
+step() { printf '\n==> %s\n' "$*"; }
+
+step "policies (wasm32 components)"
+scripts/build-policies.sh
+
+step "build (release, whole workspace, tests and benches)"
+cargo build --release --workspace --all-targets
+
+step "cargo test"
+cargo test --release --workspace
+
+step "official Stripe SDK against the emulator"
+EMULATOR_BIN="$PWD/target/release/stripe-emulator" emulator/sdk-test/run.sh
