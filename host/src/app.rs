@@ -53,11 +53,20 @@ async fn policies(State(state): State<AppState>) -> Response {
     Json(state.registry.status()).into_response()
 }
 
-async fn storefront(State(state): State<AppState>, method: Method, uri: Uri, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+async fn storefront(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let route = uri.path().to_string();
     if method != Method::POST {
         return if state.registry.route(&route).is_some() {
-            (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({"type": "error", "message": "Use POST."}))).into_response()
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(serde_json::json!({"type": "error", "message": "Use POST."})),
+            )
+                .into_response()
         } else {
             crate::response::FlowError::RouteNotFound.into_response()
         };

@@ -25,7 +25,12 @@ pub async fn seed(stripe: &StripeClient) -> anyhow::Result<Vec<DemoSession>> {
         .body;
     let mut out = Vec::new();
     let carts = [
-        (12_000, 1, Some(gold.id.as_str()), "cart over 100.00, gold customer"),
+        (
+            12_000,
+            1,
+            Some(gold.id.as_str()),
+            "cart over 100.00, gold customer",
+        ),
         (2_500, 2, None, "cart under 100.00, guest"),
     ];
     for (unit_amount, quantity, customer, note) in carts {
@@ -42,7 +47,10 @@ pub async fn seed(stripe: &StripeClient) -> anyhow::Result<Vec<DemoSession>> {
         if let Some(customer) = customer {
             params["customer"] = json!(customer);
         }
-        let session = stripe.create_checkout_session(&params, None, None).await?.body;
+        let session = stripe
+            .create_checkout_session(&params, None, None)
+            .await?
+            .body;
         out.push(DemoSession {
             id: session.id,
             note,

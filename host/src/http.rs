@@ -66,7 +66,11 @@ mod tests {
 
     #[test]
     fn takes_id_and_input() {
-        let r = parse(br#"{"checkout_session_id":"cs_test_1","promo_code":"X"}"#, 1024).unwrap();
+        let r = parse(
+            br#"{"checkout_session_id":"cs_test_1","promo_code":"X"}"#,
+            1024,
+        )
+        .unwrap();
         assert_eq!(r.checkout_session_id, "cs_test_1");
         assert_eq!(r.input["promo_code"], "X");
         assert!(!r.input.contains_key("checkout_session_id"));
@@ -74,9 +78,24 @@ mod tests {
 
     #[test]
     fn refuses_bad_bodies() {
-        for body in [&b""[..], b"  ", b"{", b"[]", b"{}", br#"{"checkout_session_id":1}"#, br#"{"checkout_session_id":"cs_../x"}"#, br#"{"checkout_session_id":"pi_1"}"#] {
-            assert!(matches!(parse(body, 1024), Err(FlowError::BadRequest(_))), "{body:?}");
+        for body in [
+            &b""[..],
+            b"  ",
+            b"{",
+            b"[]",
+            b"{}",
+            br#"{"checkout_session_id":1}"#,
+            br#"{"checkout_session_id":"cs_../x"}"#,
+            br#"{"checkout_session_id":"pi_1"}"#,
+        ] {
+            assert!(
+                matches!(parse(body, 1024), Err(FlowError::BadRequest(_))),
+                "{body:?}"
+            );
         }
-        assert!(matches!(parse(&[b' '; 2000], 1024), Err(FlowError::TooLarge)));
+        assert!(matches!(
+            parse(&[b' '; 2000], 1024),
+            Err(FlowError::TooLarge)
+        ));
     }
 }

@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let mut config = match &args.config {
@@ -77,9 +78,18 @@ async fn main() -> anyhow::Result<()> {
             let running = stripe_emulator::Emulator::new()
                 .start(config.emulator.listen)
                 .await
-                .with_context(|| format!("starting the embedded Stripe emulator on {}", config.emulator.listen))?;
+                .with_context(|| {
+                    format!(
+                        "starting the embedded Stripe emulator on {}",
+                        config.emulator.listen
+                    )
+                })?;
             tracing::info!(url = %running.base_url(), "no {SECRET_KEY_ENV} set: using the embedded Stripe emulator");
-            (running.base_url(), "sk_test_emulator".to_string(), Some(running))
+            (
+                running.base_url(),
+                "sk_test_emulator".to_string(),
+                Some(running),
+            )
         }
     };
     let s = &config.stripe;
@@ -126,7 +136,14 @@ async fn main() -> anyhow::Result<()> {
         println!("  demo session {} ({})", session.id, session.note);
     }
     if let Some(session) = demo.first() {
-        let route = state.registry.snapshot().routes.keys().min().cloned().unwrap_or_else(|| "/apply-cart-discount".into());
+        let route = state
+            .registry
+            .snapshot()
+            .routes
+            .keys()
+            .min()
+            .cloned()
+            .unwrap_or_else(|| "/apply-cart-discount".into());
         println!("\nTry it:\n  curl -s -X POST http://{addr}{route} -H 'Content-Type: application/json' -d '{{\"checkout_session_id\":\"{}\"}}'\n", session.id);
     }
     use std::io::Write;
@@ -147,7 +164,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

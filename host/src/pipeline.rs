@@ -20,12 +20,14 @@ pub async fn run(state: &AppState, route: &str, body: &[u8]) -> Result<Succeeded
     let nonce = stripe_checkout::client::random_idempotency_key();
     let _serialized = state.locks.lock(&request.checkout_session_id).await;
 
-    let session = retrieve::open_session(&state.stripe, &request.checkout_session_id, deadline).await?;
+    let session =
+        retrieve::open_session(&state.stripe, &request.checkout_session_id, deadline).await?;
 
     let wit_session = Arc::new(mapping::checkout_session(&session));
     let wit_request = mapping::policy_request(route, &request.input);
 
-    let (decision, _evaluation) = evaluate::run(policy.clone(), wit_session.clone(), wit_request).await?;
+    let (decision, _evaluation) =
+        evaluate::run(policy.clone(), wit_session.clone(), wit_request).await?;
 
     let guarded = guard::check(&decision, &wit_session, &state.config.caps).map_err(|violation| {
         tracing::error!(policy = %policy.name, version = %&policy.version[..12], rule = violation.rule, detail = %violation.detail, "guard refused the decision: policy bug");

@@ -146,10 +146,16 @@ impl Registry {
         };
         let mut policies: BTreeMap<String, Arc<Policy>> = BTreeMap::new();
         for (name, files) in &found {
-            let settings = match files.settings_text.as_deref().map(PolicySettings::from_toml) {
+            let settings = match files
+                .settings_text
+                .as_deref()
+                .map(PolicySettings::from_toml)
+            {
                 Some(Ok(s)) => Ok(s),
                 Some(Err(e)) => Err(format!("{name}.toml: {e}")),
-                None => Err(format!("{name}.toml is missing: a policy needs its settings file")),
+                None => Err(format!(
+                    "{name}.toml is missing: a policy needs its settings file"
+                )),
             };
             let version = policy_engine::engine::content_hash(&files.component);
             let unchanged = current.policies.get(name).filter(|p| {
@@ -217,7 +223,8 @@ impl Registry {
             for route in &policy.settings.routes {
                 match routes.get(route) {
                     Some(owner) if owner.name != policy.name => {
-                        let error = format!("route {route} is already served by policy {}", owner.name);
+                        let error =
+                            format!("route {route} is already served by policy {}", owner.name);
                         tracing::error!(policy = %policy.name, %error, "route conflict");
                         if let Ok(mut status) = self.status.lock() {
                             if let Some(s) = status.get_mut(&policy.name) {
@@ -238,10 +245,12 @@ impl Registry {
         let Ok(mut status) = self.status.lock() else {
             return;
         };
-        let entry = status.entry(name.to_string()).or_insert_with(|| PolicyStatus {
-            name: name.to_string(),
-            ..Default::default()
-        });
+        let entry = status
+            .entry(name.to_string())
+            .or_insert_with(|| PolicyStatus {
+                name: name.to_string(),
+                ..Default::default()
+            });
         let now = unix_now();
         let event = match result {
             Ok(policy) => {

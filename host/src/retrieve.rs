@@ -50,7 +50,10 @@ async fn all_line_items(
         let page = stripe
             .get(
                 &format!("/v1/checkout/sessions/{id}/line_items"),
-                &[("limit".into(), "100".into()), ("starting_after".into(), last)],
+                &[
+                    ("limit".into(), "100".into()),
+                    ("starting_after".into(), last),
+                ],
                 Some(deadline),
             )
             .await

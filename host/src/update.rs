@@ -23,7 +23,13 @@ pub async fn apply(
         GuardedDecision::Update(update) => {
             let key = idempotency_key(&session.id, update, nonce);
             let response = stripe
-                .update_checkout_session_discounts(&session.id, update, &key, EXPAND, Some(deadline))
+                .update_checkout_session_discounts(
+                    &session.id,
+                    update,
+                    &key,
+                    EXPAND,
+                    Some(deadline),
+                )
                 .await
                 .map_err(|e| match e {
                     StripeError::Api { status: 404, .. } => FlowError::UnknownSession,

@@ -17,7 +17,9 @@ async fn setup(policies: &[&str]) -> (Stripe, Host, common::tempdir::TempDir) {
 async fn cart_over_threshold_gets_the_coupon() {
     let (stripe, host, _dir) = setup(&["cart-threshold"]).await;
     let id = stripe.session("usd", &[(6_000, 2)], None).await;
-    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": id})).await;
+    let a = host
+        .post("/apply-cart-discount", json!({"checkout_session_id": id}))
+        .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["type"], "object");
     assert_eq!(a.body["value"]["succeeded"], true);
@@ -40,14 +42,18 @@ async fn cart_over_threshold_gets_the_coupon() {
         updates[0]["stripe_version"],
         "2025-03-31.basil; checkout_server_update_beta=v1;"
     );
-    assert!(updates[0]["idempotency_key"].as_str().is_some_and(|k| !k.is_empty()));
+    assert!(updates[0]["idempotency_key"]
+        .as_str()
+        .is_some_and(|k| !k.is_empty()));
 }
 
 #[tokio::test]
 async fn big_cart_is_capped_at_twenty() {
     let (stripe, host, _dir) = setup(&["cart-threshold"]).await;
     let id = stripe.session("eur", &[(50_000, 1)], None).await;
-    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": id})).await;
+    let a = host
+        .post("/apply-cart-discount", json!({"checkout_session_id": id}))
+        .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     let s = stripe.get_session(&id).await;
     assert_eq!(s["total_details"]["amount_discount"], 2_000);
@@ -59,9 +65,14 @@ async fn big_cart_is_capped_at_twenty() {
 async fn cart_under_threshold_gets_its_discount_cleared() {
     let (stripe, host, _dir) = setup(&["cart-threshold"]).await;
     let id = stripe.session("usd", &[(12_000, 1)], None).await;
-    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": id})).await;
+    let a = host
+        .post("/apply-cart-discount", json!({"checkout_session_id": id}))
+        .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
-    assert_eq!(stripe.get_session(&id).await["total_details"]["amount_discount"], 1_200);
+    assert_eq!(
+        stripe.get_session(&id).await["total_details"]["amount_discount"],
+        1_200
+    );
 
     // The same cart, now under the threshold: a second session built the same way
     // but with a discount applied directly, then evaluated by the policy.
@@ -79,15 +90,26 @@ async fn cart_under_threshold_gets_its_discount_cleared() {
         )
         .await
         .unwrap();
-    assert_eq!(stripe.get_session(&small).await["total_details"]["amount_discount"], 400);
+    assert_eq!(
+        stripe.get_session(&small).await["total_details"]["amount_discount"],
+        400
+    );
 
-    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": small})).await;
+    let a = host
+        .post(
+            "/apply-cart-discount",
+            json!({"checkout_session_id": small}),
+        )
+        .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["value"]["decision"]["type"], "clear");
     let s = stripe.get_session(&small).await;
     assert_eq!(s["total_details"]["amount_discount"], 0);
     assert_eq!(s["amount_total"], 8_000);
-    assert!(s["discounts"].as_array().is_none_or(|d| d.is_empty()), "{s}");
+    assert!(
+        s["discounts"].as_array().is_none_or(|d| d.is_empty()),
+        "{s}"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +120,12 @@ async fn loyalty_tier_comes_from_customer_metadata() {
     let gold_session = stripe.session("usd", &[(10_000, 1)], Some(&gold)).await;
     let plain_session = stripe.session("usd", &[(10_000, 1)], Some(&plain)).await;
 
-    let a = host.post("/apply-loyalty-discount", json!({"checkout_session_id": gold_session})).await;
+    let a = host
+        .post(
+            "/apply-loyalty-discount",
+            json!({"checkout_session_id": gold_session}),
+        )
+        .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     let s = stripe.get_session(&gold_session).await;
     let percent = s["discounts"][0]["coupon"]["percent_off"].as_f64().unwrap();
@@ -106,10 +133,18 @@ async fn loyalty_tier_comes_from_customer_metadata() {
     assert!(percent > 0.0);
     assert_eq!(s["total_details"]["amount_discount"], expected);
 
-    let a = host.post("/apply-loyalty-discount", json!({"checkout_session_id": plain_session})).await;
+    let a = host
+        .post(
+            "/apply-loyalty-discount",
+            json!({"checkout_session_id": plain_session}),
+        )
+        .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["value"]["decision"]["type"], "clear");
-    assert_eq!(stripe.get_session(&plain_session).await["total_details"]["amount_discount"], 0);
+    assert_eq!(
+        stripe.get_session(&plain_session).await["total_details"]["amount_discount"],
+        0
+    );
 }
 
 #[tokio::test]
@@ -118,12 +153,22 @@ async fn bad_requests_get_clear_4xx_and_change_nothing() {
     let id = stripe.session("usd", &[(20_000, 1)], None).await;
     let route = "/apply-cart-discount";
 
-    let unknown = host.post(route, json!({"checkout_session_id": "cs_test_doesnotexist"})).await;
+    let unknown = host
+        .post(
+            route,
+            json!({"checkout_session_id": "cs_test_doesnotexist"}),
+        )
+        .await;
     assert_eq!(unknown.status, 404, "{:?}", unknown.body);
     assert_eq!(unknown.body["type"], "error");
-    assert!(unknown.body["message"].as_str().unwrap().contains("checkout session"));
+    assert!(unknown.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("checkout session"));
 
-    let malformed = host.post_raw(route, b"{\"checkout_session_id\": ".to_vec()).await;
+    let malformed = host
+        .post_raw(route, b"{\"checkout_session_id\": ".to_vec())
+        .await;
     assert_eq!(malformed.status, 400);
     assert_eq!(malformed.body["type"], "error");
 
@@ -133,7 +178,10 @@ async fn bad_requests_get_clear_4xx_and_change_nothing() {
 
     let missing_id = host.post(route, json!({"promo": "x"})).await;
     assert_eq!(missing_id.status, 400);
-    assert!(missing_id.body["message"].as_str().unwrap().contains("checkout_session_id"));
+    assert!(missing_id.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("checkout_session_id"));
 
     let mut big = json!({"checkout_session_id": id}).to_string().into_bytes();
     big.truncate(big.len() - 1);
@@ -142,19 +190,33 @@ async fn bad_requests_get_clear_4xx_and_change_nothing() {
     assert_eq!(too_large.status, 413);
     assert_eq!(too_large.body["type"], "error");
 
-    let no_route = host.post("/no-such-discount", json!({"checkout_session_id": id})).await;
+    let no_route = host
+        .post("/no-such-discount", json!({"checkout_session_id": id}))
+        .await;
     assert_eq!(no_route.status, 404);
 
-    assert!(stripe.updates_of(&id).await.is_empty(), "no update may reach Stripe");
-    assert_eq!(stripe.get_session(&id).await["total_details"]["amount_discount"], 0);
+    assert!(
+        stripe.updates_of(&id).await.is_empty(),
+        "no update may reach Stripe"
+    );
+    assert_eq!(
+        stripe.get_session(&id).await["total_details"]["amount_discount"],
+        0
+    );
 }
 
 #[tokio::test]
 async fn closed_sessions_get_409() {
     let (stripe, host, _dir) = setup(&["cart-threshold"]).await;
     let id = stripe.session("usd", &[(20_000, 1)], None).await;
-    stripe.client.expire_checkout_session(&id, None, None).await.unwrap();
-    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": id})).await;
+    stripe
+        .client
+        .expire_checkout_session(&id, None, None)
+        .await
+        .unwrap();
+    let a = host
+        .post("/apply-cart-discount", json!({"checkout_session_id": id}))
+        .await;
     assert_eq!(a.status, 409, "{:?}", a.body);
     assert!(stripe.updates_of(&id).await.is_empty());
 }
@@ -166,7 +228,9 @@ async fn error_messages_leak_nothing() {
     stripe
         .fault(json!({"method": "GET", "path": format!("/v1/checkout/sessions/{id}"), "count": 10, "status": 400, "error_type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_host"}))
         .await;
-    let a = host.post("/apply-cart-discount", json!({"checkout_session_id": id})).await;
+    let a = host
+        .post("/apply-cart-discount", json!({"checkout_session_id": id}))
+        .await;
     assert_eq!(a.status, 502, "{:?}", a.body);
     let text = a.body.to_string();
     assert!(!text.contains("sk_test"), "{text}");

@@ -12,7 +12,10 @@ use stripe_emulator::{Emulator, RunningEmulator};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Where `scripts/build-policies.sh` puts the compiled policies.
@@ -40,8 +43,16 @@ pub fn policy_dir(names: &[&str]) -> tempdir::TempDir {
 /// Copies one built policy (component and settings) into a directory.
 pub fn copy_policy(name: &str, to: &Path) {
     let from = built_policies();
-    std::fs::copy(from.join(format!("{name}.wasm")), to.join(format!("{name}.wasm"))).unwrap();
-    std::fs::copy(from.join(format!("{name}.toml")), to.join(format!("{name}.toml"))).unwrap();
+    std::fs::copy(
+        from.join(format!("{name}.wasm")),
+        to.join(format!("{name}.wasm")),
+    )
+    .unwrap();
+    std::fs::copy(
+        from.join(format!("{name}.toml")),
+        to.join(format!("{name}.toml")),
+    )
+    .unwrap();
 }
 
 /// Minimal temporary directories, removed on drop.
@@ -109,7 +120,11 @@ impl Stripe {
     /// Creates a customer with metadata; returns its id.
     pub async fn customer(&self, metadata: Value) -> String {
         self.client
-            .create_customer(&json!({"email": "c@example.com", "metadata": metadata}), None, None)
+            .create_customer(
+                &json!({"email": "c@example.com", "metadata": metadata}),
+                None,
+                None,
+            )
             .await
             .unwrap()
             .body
@@ -117,7 +132,12 @@ impl Stripe {
     }
 
     /// Creates an open session that allows server-side discount updates.
-    pub async fn session(&self, currency: &str, items: &[(i64, u64)], customer: Option<&str>) -> String {
+    pub async fn session(
+        &self,
+        currency: &str,
+        items: &[(i64, u64)],
+        customer: Option<&str>,
+    ) -> String {
         let line_items: Vec<Value> = items
             .iter()
             .map(|(unit, qty)| json!({"quantity": qty, "price_data": {"currency": currency, "unit_amount": unit, "product_data": {"name": "Item"}}}))
@@ -130,13 +150,22 @@ impl Stripe {
         if let Some(c) = customer {
             params["customer"] = json!(c);
         }
-        self.client.create_checkout_session(&params, None, None).await.unwrap().body.id
+        self.client
+            .create_checkout_session(&params, None, None)
+            .await
+            .unwrap()
+            .body
+            .id
     }
 
     /// The session as Stripe returns it, with discounts' coupons expanded.
     pub async fn get_session(&self, id: &str) -> Value {
         self.client
-            .get(&format!("/v1/checkout/sessions/{id}"), &[("expand[]".into(), "discounts.coupon".into())], None)
+            .get(
+                &format!("/v1/checkout/sessions/{id}"),
+                &[("expand[]".into(), "discounts.coupon".into())],
+                None,
+            )
             .await
             .unwrap()
             .body
@@ -173,7 +202,11 @@ impl Stripe {
             .send()
             .await
             .unwrap();
-        assert!(r.status().is_success(), "arming fault: {}", r.text().await.unwrap());
+        assert!(
+            r.status().is_success(),
+            "arming fault: {}",
+            r.text().await.unwrap()
+        );
     }
 }
 
@@ -242,13 +275,21 @@ impl Host {
             .unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"));
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"));
         Answer { status, body }
     }
 
     /// GETs a JSON document from the host.
     pub async fn get_json(&self, path: &str) -> Value {
-        self.http.get(format!("{}{path}", self.url)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
@@ -262,7 +303,11 @@ fn read_ready_line(child: &mut Child) -> String {
         while let Some(Ok(line)) = lines.next() {
             if !sent {
                 if let Some(rest) = line.strip_prefix("discount-host ready: listen=") {
-                    let url = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                     tx.send(url).ok();
                     sent = true;
                 }

@@ -130,13 +130,20 @@ pub fn componentize(core: &[u8], strip_names: bool) -> Result<Vec<u8>> {
         .context("the module does not fit the discount-policy world")
 }
 
-/// One import or export of a component: its name and kind (`instance`, `func`, `type`...).
+/// One import or export of a component: its name and kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
     /// The name, such as `stripe-discount:policy/host@0.1.0` or `evaluate`.
     pub name: String,
-    /// The kind of item.
+    /// `instance`, `func`, `type`, ..., or `types` for an instance holding only types.
     pub kind: &'static str,
+}
+
+impl Item {
+    /// Whether importing this grants nothing: a type, or an instance of types only.
+    pub fn is_type_only(&self) -> bool {
+        matches!(self.kind, "type" | "types")
+    }
 }
 
 impl fmt::Display for Item {
@@ -145,71 +152,100 @@ impl fmt::Display for Item {
     }
 }
 
-fn type_ref_kind(ty: &wasmparser::ComponentTypeRef) -> &'static str {
-    use wasmparser::ComponentTypeRef as T;
+/// The kind of a component item; `types` for an instance whose exports are all plain
+/// (non-resource) types, which carries no capability.
+fn item_kind(
+    types: &wasmparser::types::Types,
+    ty: &wasmparser::component_types::ComponentEntityType,
+) -> &'static str {
+    use wasmparser::component_types::{ComponentAnyTypeId, ComponentEntityType as E};
+    let plain_type = |ty: &E| matches!(ty, E::Type { referenced, .. } if !matches!(referenced, ComponentAnyTypeId::Resource(_)));
     match ty {
-        T::Module(_) => "module",
-        T::Func(_) => "func",
-        T::Value(_) => "value",
-        T::Type(_) => "type",
-        T::Instance(_) => "instance",
-        T::Component(_) => "component",
+        E::Module(_) => "module",
+        E::Func(_) => "func",
+        E::Value(_) => "value",
+        E::Type {
+            referenced: ComponentAnyTypeId::Resource(_),
+            ..
+        } => "resource",
+        E::Type { .. } => "type",
+        E::Instance(id) => {
+            if types[*id].exports.values().all(|item| plain_type(&item.ty)) {
+                "types"
+            } else {
+                "instance"
+            }
+        }
+        E::Component(_) => "component",
     }
 }
 
-fn external_kind(kind: wasmparser::ComponentExternalKind) -> &'static str {
-    use wasmparser::ComponentExternalKind as K;
-    match kind {
-        K::Module => "module",
-        K::Func => "func",
-        K::Value => "value",
-        K::Type => "type",
-        K::Instance => "instance",
-        K::Component => "component",
-    }
-}
-
-/// The top-level imports and exports of a component, read from its binary.
+/// The top-level imports and exports of a component, read from its binary and validated.
 pub fn interface(component: &[u8]) -> Result<(Vec<Item>, Vec<Item>)> {
-    use wasmparser::{Encoding, Parser, Payload};
-    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    use wasmparser::{Parser, Payload, Validator};
+    let types = Validator::new()
+        .validate_all(component)
+        .context("the component does not validate")?;
+    let (mut import_names, mut export_names) = (Vec::new(), Vec::new());
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(component) {
         match payload.context("cannot parse the component")? {
-            Payload::Version { encoding, .. } if depth == 0 && encoding != Encoding::Component => {
-                bail!("expected a component, found a core module");
-            }
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
-                    let import = import.context("cannot parse an import")?;
-                    imports.push(Item {
-                        name: import.name.name.to_string(),
-                        kind: type_ref_kind(&import.ty),
-                    });
+                    import_names.push(
+                        import
+                            .context("cannot parse an import")?
+                            .name
+                            .name
+                            .to_string(),
+                    );
                 }
             }
             Payload::ComponentExportSection(reader) if depth == 0 => {
                 for export in reader {
-                    let export = export.context("cannot parse an export")?;
-                    exports.push(Item {
-                        name: export.name.name.to_string(),
-                        kind: external_kind(export.kind),
-                    });
+                    export_names.push(
+                        export
+                            .context("cannot parse an export")?
+                            .name
+                            .name
+                            .to_string(),
+                    );
                 }
             }
             _ => {}
         }
     }
+    let imports = import_names
+        .into_iter()
+        .map(|name| {
+            let item = types
+                .component_item_for_import(&name)
+                .with_context(|| format!("no type for import {name}"))?;
+            let kind = item_kind(&types, &item.ty);
+            Ok(Item { name, kind })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let exports = export_names
+        .into_iter()
+        .map(|name| {
+            let item = types
+                .component_item_for_export(&name)
+                .with_context(|| format!("no type for export {name}"))?;
+            let kind = item_kind(&types, &item.ty);
+            Ok(Item { name, kind })
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok((imports, exports))
 }
 
-/// Refuses components that import more than the host interface or lack `evaluate`.
+/// Refuses components that import more than the host interface (plain types aside) or
+/// lack the `evaluate` function.
 pub fn check_interface(imports: &[Item], exports: &[Item]) -> Result<()> {
     let foreign: Vec<String> = imports
         .iter()
-        .filter(|i| i.name != HOST_INTERFACE)
+        .filter(|i| i.name != HOST_INTERFACE && !i.is_type_only())
         .map(|i| i.to_string())
         .collect();
     if !foreign.is_empty() {
@@ -223,7 +259,10 @@ pub fn check_interface(imports: &[Item], exports: &[Item]) -> Result<()> {
         .iter()
         .any(|e| e.name == EVALUATE_EXPORT && e.kind == "func")
     {
-        bail!("it does not export the function `{EVALUATE_EXPORT}`; call `discount_policy_sdk::export_policy!`");
+        bail!(
+            "it does not export the function `{EVALUATE_EXPORT}`; \
+             call `discount_policy_sdk::export_policy!`"
+        );
     }
     Ok(())
 }
@@ -244,8 +283,11 @@ fn read_u32(bytes: &[u8], pos: &mut usize) -> Result<u32> {
     bail!("malformed LEB128 in module")
 }
 
-/// Walks the sections of a core module: `(id, custom name, whole section range)`.
-fn sections(module: &[u8]) -> Result<Vec<(u8, Option<String>, std::ops::Range<usize>)>> {
+/// One section of a core module: its id, its name if custom, and its whole byte range.
+type Section = (u8, Option<String>, std::ops::Range<usize>);
+
+/// Walks the sections of a core module.
+fn sections(module: &[u8]) -> Result<Vec<Section>> {
     let mut out = Vec::new();
     let mut pos = 8;
     while pos < module.len() {
@@ -344,6 +386,15 @@ mod tests {
         let err = check_interface(&[host.clone(), wasi], std::slice::from_ref(&eval)).unwrap_err();
         assert!(err.to_string().contains("wasi:cli"), "{err}");
         assert!(check_interface(std::slice::from_ref(&host), &[]).is_err());
-        assert!(check_interface(&[host], &[item(EVALUATE_EXPORT, "instance")]).is_err());
+        assert!(check_interface(
+            std::slice::from_ref(&host),
+            &[item(EVALUATE_EXPORT, "instance")]
+        )
+        .is_err());
+        let types = item("stripe-discount:policy/types@0.1.0", "types");
+        let ty = item("decision", "type");
+        assert!(check_interface(&[host.clone(), types, ty], std::slice::from_ref(&eval)).is_ok());
+        let res = item("wasi:io/error@0.2.0", "instance");
+        assert!(check_interface(&[host, res], &[eval]).is_err());
     }
 }

@@ -169,7 +169,7 @@ impl SessionBuilder {
     fn details_mut(&mut self) -> &mut CustomerDetails {
         self.session
             .customer_details
-            .get_or_insert_with(|| CustomerDetails {
+            .get_or_insert(CustomerDetails {
                 name: None,
                 email: None,
                 phone: None,
@@ -189,7 +189,7 @@ impl SessionBuilder {
         let details = self
             .session
             .shipping_details
-            .get_or_insert_with(|| ShippingDetails {
+            .get_or_insert(ShippingDetails {
                 name: None,
                 address: None,
             });
