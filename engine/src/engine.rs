@@ -7,13 +7,14 @@ use crate::bindings::{
 };
 use crate::cache::ComponentCache;
 use crate::limits::Limits;
+use crate::pool::{Permits, PoolSettings};
 use crate::settings::PolicySettings;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
@@ -28,6 +29,8 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Directory of compiled artifacts, keyed by content hash and engine version.
     pub cache_dir: Option<PathBuf>,
+    /// Instance allocation: the pooling allocator's sizing.
+    pub pool: PoolSettings,
 }
 
 /// The wasmtime engine and linker every policy is loaded into.
@@ -37,11 +40,43 @@ pub struct PolicyEngine {
 }
 
 struct EngineInner {
-    engine: Engine,
-    linker: Linker<StoreState>,
+    /// Pooled (unless the pool is disabled): where policies load by default.
+    primary: Backend,
+    /// On demand, created when a policy does not fit the pool.
+    on_demand: OnceLock<Result<Backend, String>>,
+    pool: PoolSettings,
     defaults: Limits,
     cache: Option<ComponentCache>,
     ticker_stop: Arc<AtomicBool>,
+}
+
+/// A wasmtime engine with its linker and, when pooled, the pool's permits.
+struct Backend {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    permits: Option<Arc<Permits>>,
+}
+
+impl Backend {
+    /// Fuel metering, epoch interruption, the host interface, and `pool`'s allocation.
+    fn new(pool: &PoolSettings, ticker_stop: &Arc<AtomicBool>) -> anyhow::Result<Self> {
+        let mut wasm = Config::new();
+        wasm.consume_fuel(true);
+        wasm.epoch_interruption(true);
+        wasm.max_wasm_stack(512 * 1024);
+        pool.apply(&mut wasm);
+        let engine = Engine::new(&wasm)?;
+        let mut linker = Linker::new(&engine);
+        DiscountPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        Ok(Backend {
+            engine,
+            linker,
+            permits: pool
+                .enabled
+                .then(|| Arc::new(Permits::new(pool.instances))),
+        })
+    }
 }
 
 impl Drop for EngineInner {
@@ -180,9 +215,12 @@ pub struct Policy {
     pub compile_time: Duration,
     /// Whether the compiled artifact came from the cache.
     pub from_cache: bool,
+    /// Whether its instances come from the pooling allocator (false: on demand).
+    pub pooled: bool,
     config: Arc<BTreeMap<String, String>>,
     pre: DiscountPolicyPre<StoreState>,
     engine: Engine,
+    permits: Option<Arc<Permits>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -308,20 +346,14 @@ pub fn content_hash(bytes: &[u8]) -> String {
 impl PolicyEngine {
     /// Creates the engine: fuel metering, epoch interruption and the host interface.
     pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
-        let mut wasm = Config::new();
-        wasm.consume_fuel(true);
-        wasm.epoch_interruption(true);
-        wasm.max_wasm_stack(512 * 1024);
-        let engine = Engine::new(&wasm)?;
-        let mut linker = Linker::new(&engine);
-        DiscountPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let cache = config.cache_dir.map(ComponentCache::new).transpose()?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        let primary = Backend::new(&config.pool, &ticker_stop)?;
         Ok(PolicyEngine {
             inner: Arc::new(EngineInner {
-                engine,
-                linker,
+                primary,
+                on_demand: OnceLock::new(),
+                pool: config.pool,
                 defaults: config.limits,
                 cache,
                 ticker_stop,
@@ -334,8 +366,24 @@ impl PolicyEngine {
         &self.inner.defaults
     }
 
+    /// The on-demand backend, created on first use.
+    fn on_demand(&self) -> Result<&Backend, LoadError> {
+        let pool = PoolSettings {
+            enabled: false,
+            ..self.inner.pool.clone()
+        };
+        self.inner
+            .on_demand
+            .get_or_init(|| {
+                Backend::new(&pool, &self.inner.ticker_stop).map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(|e| LoadError::Instantiate(format!("on-demand engine: {e}")))
+    }
+
     /// Compiles (or loads from the cache) and validates a policy: a component of
     /// the right world, importing only what the host grants, that instantiates.
+    /// A component that does not fit the instance pool is loaded on demand.
     pub fn load(
         &self,
         name: &str,
@@ -343,7 +391,34 @@ impl PolicyEngine {
         settings: PolicySettings,
     ) -> Result<Policy, LoadError> {
         check_component_header(component)?;
-        let engine = &self.inner.engine;
+        let pool = &self.inner.pool;
+        let limits = self.inner.defaults.with_overrides(&settings.limits);
+        if !pool.enabled || limits.memory_bytes > pool.max_memory_bytes {
+            let backend = if pool.enabled {
+                self.on_demand()?
+            } else {
+                &self.inner.primary
+            };
+            return self.load_into(backend, name, component, settings);
+        }
+        match self.load_into(&self.inner.primary, name, component, settings.clone()) {
+            Err(LoadError::Instantiate(pooled_error)) => {
+                let policy = self.load_into(self.on_demand()?, name, component, settings)?;
+                tracing::warn!(policy = name, %pooled_error, "the policy does not fit the instance pool; its instances are allocated on demand");
+                Ok(policy)
+            }
+            other => other,
+        }
+    }
+
+    fn load_into(
+        &self,
+        backend: &Backend,
+        name: &str,
+        component: &[u8],
+        settings: PolicySettings,
+    ) -> Result<Policy, LoadError> {
+        let engine = &backend.engine;
         let version = content_hash(component);
         let settings_digest =
             content_hash(toml::to_string(&settings).unwrap_or_default().as_bytes());
@@ -364,8 +439,7 @@ impl PolicyEngine {
         if !ungranted.is_empty() {
             return Err(LoadError::UngrantedImport(ungranted));
         }
-        let pre = self
-            .inner
+        let pre = backend
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
@@ -381,14 +455,19 @@ impl PolicyEngine {
             limits,
             compile_time,
             from_cache,
+            pooled: backend.permits.is_some(),
             pre,
             engine: engine.clone(),
+            permits: backend.permits.clone(),
         };
-        let mut store = policy.store(Clock::System);
-        policy
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| LoadError::Instantiate(classify(e, &policy.limits).to_string()))?;
+        {
+            let _permit = backend.permits.as_deref().map(Permits::acquire);
+            let mut store = policy.store(Clock::System);
+            policy
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| LoadError::Instantiate(classify(e, &policy.limits).to_string()))?;
+        }
         Ok(policy)
     }
 }
@@ -481,6 +560,8 @@ impl Policy {
         clock: Clock,
     ) -> Evaluation {
         let started = Instant::now();
+        // Declared before the store, so the slot is back in the pool before the permit.
+        let _permit = self.permits.as_deref().map(Permits::acquire);
         let mut store = self.store(clock);
         let result = self
             .pre

@@ -5,6 +5,7 @@
 //! record), [`engine`] (sandboxed evaluation), [`guard`] (Stripe's rules and the
 //! merchant's caps).
 
+pub mod audit;
 pub mod bindings;
 pub mod cache;
 pub mod decision;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod guard;
 pub mod limits;
 pub mod mapping;
+pub mod pool;
 pub mod settings;
 
 pub use bindings::{CheckoutSession, Decision, PolicyRequest};
@@ -20,4 +22,5 @@ pub use engine::{
 };
 pub use guard::{Caps, GuardViolation, GuardedDecision};
 pub use limits::Limits;
+pub use pool::PoolSettings;
 pub use settings::PolicySettings;

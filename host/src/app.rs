@@ -1,6 +1,8 @@
 //! The axum application: shared state and routes. Storefront routes are looked
 //! up per request in the policy registry, so reloads change them without a restart.
 
+use crate::audit::AuditLog;
+use crate::auth::AdminToken;
 use crate::config::HostConfig;
 use crate::locks::SessionLocks;
 use crate::pipeline;
@@ -25,6 +27,10 @@ pub struct AppState {
     pub stripe: StripeClient,
     /// Per-session serialization.
     pub locks: Arc<SessionLocks>,
+    /// The decision audit log and its recent records.
+    pub audit: Arc<AuditLog>,
+    /// The admin API's bearer token (none: admin API off).
+    pub admin_token: AdminToken,
 }
 
 /// Builds the router.
@@ -35,9 +41,17 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/admin/policies", get(policies))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .merge(crate::dashboard::router())
+        .merge(crate::admin::router())
         .fallback(storefront)
         .layer(DefaultBodyLimit::max(transport_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.admin_token.clone(),
+            crate::auth::require_admin,
+        ))
+        .layer(axum::middleware::from_fn(crate::trace::request_context))
         .with_state(state)
 }
 
@@ -49,12 +63,22 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn policies(State(state): State<AppState>) -> Response {
-    Json(state.registry.status()).into_response()
+async fn metrics(State(state): State<AppState>) -> Response {
+    let m = crate::metrics::global();
+    m.observe_snapshot(&state.registry.snapshot());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
 }
 
 async fn storefront(
     State(state): State<AppState>,
+    request_id: Option<axum::Extension<crate::trace::RequestId>>,
     method: Method,
     uri: Uri,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -76,7 +100,8 @@ async fn storefront(
         Err(_) => return crate::response::FlowError::TooLarge.into_response(),
     };
     let started = std::time::Instant::now();
-    let result = pipeline::run(&state, &route, &body).await;
+    let request_id = request_id.map(|r| r.0 .0).unwrap_or_default();
+    let result = pipeline::run(&state, &route, &body, &request_id).await;
     let elapsed_us = started.elapsed().as_micros() as u64;
     match result {
         Ok(ok) => {

@@ -1,7 +1,7 @@
 //! Host configuration: a TOML file plus environment variables. The Stripe secret
 //! key comes only from the environment.
 
-use policy_engine::{Caps, Limits};
+use policy_engine::{Caps, Limits, PoolSettings};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +9,9 @@ use std::time::Duration;
 
 /// The environment variable that holds the Stripe secret key.
 pub const SECRET_KEY_ENV: &str = "STRIPE_SECRET_KEY";
+
+/// The environment variable that holds the admin API's bearer token; unset = admin API off.
+pub const ADMIN_TOKEN_ENV: &str = "DISCOUNT_HOST_ADMIN_TOKEN";
 
 /// The whole host configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,8 +33,16 @@ pub struct HostConfig {
     pub emulator: EmulatorSettings,
     /// Default sandbox limits of every policy.
     pub limits: Limits,
+    /// Sizing of the policy instance pool (see docs/performance.md).
+    pub pool: PoolSettings,
     /// Merchant-wide caps every decision must respect.
     pub caps: Caps,
+    /// The decision audit log.
+    pub audit: AuditSettings,
+    /// The host's own log.
+    pub log: LogSettings,
+    /// How policy changes are picked up without a restart.
+    pub reload: ReloadSettings,
 }
 
 impl Default for HostConfig {
@@ -45,9 +56,95 @@ impl Default for HostConfig {
             stripe: StripeSettings::default(),
             emulator: EmulatorSettings::default(),
             limits: Limits::default(),
+            pool: PoolSettings::default(),
             caps: Caps::default(),
+            audit: AuditSettings::default(),
+            log: LogSettings::default(),
+            reload: ReloadSettings::default(),
         }
     }
+}
+
+/// `[reload]`: hot reload of the policy directory (see docs/hot-reload.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReloadSettings {
+    /// Watch the directory for file system events.
+    pub watch: bool,
+    /// Rescan the directory this often, in milliseconds; 0 polls only when
+    /// watching is off or cannot start (then every 2 s).
+    pub poll_interval_ms: u64,
+    /// How long file system events are gathered before a reload, in milliseconds.
+    pub debounce_ms: u64,
+    /// How long a changed file must stay unchanged before it is loaded, in milliseconds.
+    pub settle_ms: u64,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        ReloadSettings {
+            watch: true,
+            poll_interval_ms: 0,
+            debounce_ms: 50,
+            settle_ms: 100,
+        }
+    }
+}
+
+/// Where audit records go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditSink {
+    /// JSON Lines on standard output (collected per replica by the platform).
+    Stdout,
+    /// JSON Lines appended to `path`.
+    File,
+    /// No audit log (recent decisions are still kept for the dashboard).
+    Off,
+}
+
+/// `[audit]`: the decision audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// `stdout`, `file` or `off`.
+    pub sink: AuditSink,
+    /// The file, for `sink = "file"`.
+    pub path: Option<PathBuf>,
+    /// Mask customer email and address (default true).
+    pub mask_customer: bool,
+    /// Recent records kept in memory for the dashboard.
+    pub recent: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            sink: AuditSink::Stdout,
+            path: None,
+            mask_customer: true,
+            recent: 200,
+        }
+    }
+}
+
+/// Format of the host's own log on standard error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: the host's own log (`DISCOUNT_HOST_LOG_FORMAT` overrides `format`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
 }
 
 /// Stripe API settings.

@@ -5,14 +5,22 @@
 //! mapping (`policy_engine::mapping`) → [`evaluate`] → decision guard
 //! (`policy_engine::guard`) → [`update`] → [`response`]; [`pipeline`] runs them in order.
 
+pub mod admin;
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
+pub mod dryrun;
 pub mod evaluate;
 pub mod http;
 pub mod locks;
+pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod response;
 pub mod retrieve;
+pub mod trace;
 pub mod update;
+pub mod watch;

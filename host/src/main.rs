@@ -3,9 +3,12 @@
 use anyhow::Context;
 use clap::Parser;
 use discount_host::app::{self, AppState};
-use discount_host::config::{HostConfig, SECRET_KEY_ENV};
+use discount_host::audit::AuditLog;
+use discount_host::auth::AdminToken;
+use discount_host::config::{HostConfig, LogFormat, LogSettings, ADMIN_TOKEN_ENV, SECRET_KEY_ENV};
 use discount_host::locks::SessionLocks;
-use discount_host::registry::Registry;
+use discount_host::registry::{Registry, Trigger};
+use discount_host::watch;
 use policy_engine::{EngineConfig, PolicyEngine};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,19 +45,12 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let args = Args::parse();
     let mut config = match &args.config {
         Some(path) => HostConfig::from_file(path)?,
         None => HostConfig::default(),
     };
+    init_logging(&config.log);
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -105,13 +101,22 @@ async fn main() -> anyhow::Result<()> {
     let engine = PolicyEngine::new(EngineConfig {
         limits: config.limits.clone(),
         cache_dir: config.cache_dir.clone(),
+        pool: config.pool.clone(),
     })?;
-    let registry = Arc::new(Registry::new(engine, config.policy_dir.clone()));
+    let registry = Arc::new(
+        Registry::new(engine, config.policy_dir.clone())
+            .with_settle(Duration::from_millis(config.reload.settle_ms)),
+    );
     let initial = {
         let registry = registry.clone();
-        tokio::task::spawn_blocking(move || registry.reload()).await?
+        tokio::task::spawn_blocking(move || registry.reload(Trigger::Start)).await?
     };
     tracing::info!(loaded = ?initial.loaded, failed = ?initial.failed, dir = %config.policy_dir.display(), "policies loaded");
+    // Hot reload: directory events, polling, SIGHUP (and POST /admin/reload).
+    let watching = watch::start(registry.clone(), &config.reload);
+    // Catch anything that changed between the initial scan and the watch.
+    watching.reloader.hint(Trigger::Watch);
+    watch::spawn_sighup(watching.reloader.clone());
 
     let demo = match (&emulator, config.emulator.seed_demo && !args.no_demo) {
         (Some(_), true) => discount_host::demo::seed(&stripe).await?,
@@ -122,11 +127,18 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let (audit, audit_writer) = AuditLog::start(&config.audit).await?;
+    let admin_token = AdminToken::new(std::env::var(ADMIN_TOKEN_ENV).ok());
+    if !admin_token.enabled() {
+        tracing::info!("no {ADMIN_TOKEN_ENV} set: the admin API and dashboard are off");
+    }
     let state = AppState {
         config: Arc::new(config),
         registry,
         stripe,
         locks: Arc::new(SessionLocks::default()),
+        audit: audit.clone(),
+        admin_token,
     };
     println!("discount-host ready: listen=http://{addr} stripe={api_base}");
     for route in state.registry.snapshot().routes.keys() {
@@ -152,10 +164,40 @@ async fn main() -> anyhow::Result<()> {
     axum::serve(listener, app::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Every in-flight request has finished: write out the audit queue.
+    audit.close();
+    if let Some(writer) = audit_writer {
+        tokio::time::timeout(Duration::from_secs(5), writer).await.ok();
+    }
+    drop(watching);
     if let Some(emulator) = emulator {
         emulator.shutdown().await;
     }
     Ok(())
+}
+
+/// Logs to stderr, as text or JSON (`[log] format`, or `DISCOUNT_HOST_LOG_FORMAT`).
+fn init_logging(settings: &LogSettings) {
+    let json = match std::env::var("DISCOUNT_HOST_LOG_FORMAT") {
+        Ok(v) => v.eq_ignore_ascii_case("json"),
+        Err(_) => settings.format == LogFormat::Json,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }
 
 async fn shutdown_signal() {

@@ -3,33 +3,74 @@
 
 use crate::app::AppState;
 use crate::response::{FlowError, Succeeded};
-use crate::{evaluate, http, retrieve, update};
+use crate::{audit, evaluate, http, metrics, retrieve, update};
+use policy_engine::audit::{Amounts, GuardVerdict};
 use policy_engine::decision::DecisionView;
 use policy_engine::{guard, mapping};
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// Runs the policy bound to `route` for this request body.
-pub async fn run(state: &AppState, route: &str, body: &[u8]) -> Result<Succeeded, FlowError> {
+/// Runs the policy bound to `route` for this request body, and leaves one audit
+/// record and the request's metrics behind.
+pub async fn run(
+    state: &AppState,
+    route: &str,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Succeeded, FlowError> {
+    let started = Instant::now();
+    let mut draft = audit::Draft::new(request_id, route);
+    let result = steps(state, route, body, &mut draft).await;
+    draft.record.timing.total_us = started.elapsed().as_micros() as u64;
+    let record = draft.finish(result.as_ref().map(|_| ()));
+    metrics::observe_request(&record, result.as_ref().err());
+    if !matches!(result, Err(FlowError::RouteNotFound)) {
+        state.audit.record(record);
+    }
+    result
+}
+
+async fn steps(
+    state: &AppState,
+    route: &str,
+    body: &[u8],
+    draft: &mut audit::Draft,
+) -> Result<Succeeded, FlowError> {
     let request = http::parse(body, state.config.max_body_bytes)?;
+    draft.record.session_id = Some(request.checkout_session_id.clone());
+    draft.record.input = Some(request.input.clone());
+    tracing::Span::current().record("session", request.checkout_session_id.as_str());
     let policy = state
         .registry
         .route(route)
         .ok_or(FlowError::RouteNotFound)?;
+    draft.record.policy = Some(policy.name.clone());
+    draft.record.version = Some(policy.version.clone());
     let deadline = Instant::now() + state.config.request_deadline();
     let nonce = stripe_checkout::client::random_idempotency_key();
     let _serialized = state.locks.lock(&request.checkout_session_id).await;
 
-    let session =
-        retrieve::open_session(&state.stripe, &request.checkout_session_id, deadline).await?;
+    let step = Instant::now();
+    let retrieved =
+        retrieve::open_session(&state.stripe, &request.checkout_session_id, deadline).await;
+    draft.record.timing.retrieve_us = step.elapsed().as_micros() as u64;
+    let session = retrieved?;
+    draft.session(&session, state.audit.mask_customer());
 
     let wit_session = Arc::new(mapping::checkout_session(&session));
     let wit_request = mapping::policy_request(route, &request.input);
+    draft.record.input_digest = Some(policy_engine::audit::input_digest(&session, &wit_request));
 
-    let (decision, _evaluation) =
-        evaluate::run(policy.clone(), wit_session.clone(), wit_request).await?;
+    let step = Instant::now();
+    let evaluated = evaluate::run(policy.clone(), wit_session.clone(), wit_request).await;
+    draft.record.timing.evaluate_us = step.elapsed().as_micros() as u64;
+    let (decision, evaluation) = evaluated?;
+    draft.fuel(&evaluation.cost);
+    draft.record.decision = Some(DecisionView::from(&decision));
 
-    let guarded = guard::check(&decision, &wit_session, &state.config.caps).map_err(|violation| {
+    let guarded = guard::check(&decision, &wit_session, &state.config.caps);
+    draft.record.guard = GuardVerdict::of(&guarded);
+    let guarded = guarded.map_err(|violation| {
         tracing::error!(policy = %policy.name, version = %&policy.version[..12], rule = violation.rule, detail = %violation.detail, "guard refused the decision: policy bug");
         FlowError::GuardRefused {
             policy: policy.name.clone(),
@@ -38,11 +79,16 @@ pub async fn run(state: &AppState, route: &str, body: &[u8]) -> Result<Succeeded
         }
     })?;
 
-    let updated = update::apply(&state.stripe, session, &guarded, &nonce, deadline).await?;
+    let step = Instant::now();
+    let updated = update::apply(&state.stripe, session, &guarded, &nonce, deadline).await;
+    draft.record.timing.update_us = step.elapsed().as_micros() as u64;
+    let (updated, stripe_request_id) = updated?;
+    draft.record.stripe_request_id = stripe_request_id;
+    draft.record.amounts_after = Some(Amounts::from(&updated));
 
     Ok(Succeeded {
         succeeded: true,
-        decision: DecisionView::from(&decision),
+        decision: draft.record.decision.clone().unwrap_or(DecisionView::Keep),
         session: (&updated).into(),
     })
 }

@@ -1,14 +1,20 @@
 //! The loaded policies and the routes they serve. Readers take a snapshot with
 //! one atomic load; a reload builds a new snapshot and swaps it in, so requests
 //! already running finish on the version they started with.
+//!
+//! A policy is its component (`<name>.wasm`) plus its settings (`<name>.toml`).
+//! A reload re-reads the directory and compares content hashes, so it does not
+//! matter what triggered it or whether mtimes moved (ConfigMap volumes). Files
+//! still being written are waited for (the settle time); a version that fails to
+//! load leaves the last good one serving.
 
 use arc_swap::ArcSwap;
 use policy_engine::{Policy, PolicyEngine, PolicySettings};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// One consistent view of what is loaded.
 #[derive(Default)]
@@ -19,6 +25,24 @@ pub struct Snapshot {
     pub routes: HashMap<String, Arc<Policy>>,
 }
 
+/// What started a reload pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The initial load at start.
+    Start,
+    /// A file system event on the policy directory.
+    Watch,
+    /// The polling timer.
+    Poll,
+    /// SIGHUP.
+    Signal,
+    /// `POST /admin/reload`.
+    Admin,
+    /// A re-check of files that were still being written.
+    Retry,
+}
+
 /// What the status API reports of one policy.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PolicyStatus {
@@ -26,23 +50,29 @@ pub struct PolicyStatus {
     pub name: String,
     /// Content hash of the serving component, if any version serves.
     pub version: Option<String>,
+    /// Content hash of the serving settings.
+    pub settings_digest: Option<String>,
     /// When the serving version was loaded (Unix seconds).
     pub loaded_at: Option<u64>,
     /// Routes it serves.
     pub routes: Vec<String>,
-    /// The last load error, if the last attempt failed.
+    /// The last load error, while the files on disk still fail to load.
     pub last_error: Option<String>,
     /// Reload history, newest last (bounded).
     pub history: Vec<ReloadEvent>,
 }
 
-/// One load attempt.
+/// One load attempt, or a removal.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadEvent {
-    /// Unix seconds.
-    pub at: u64,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// What started the pass.
+    pub trigger: Trigger,
     /// Component content hash of the attempt.
     pub version: String,
+    /// Settings content hash of the attempt, when the settings parsed.
+    pub settings_digest: Option<String>,
     /// `loaded`, `failed` or `removed`.
     pub outcome: &'static str,
     /// Error message, for a failure.
@@ -53,52 +83,118 @@ pub struct ReloadEvent {
     pub from_cache: bool,
 }
 
-const HISTORY: usize = 32;
+const HISTORY: usize = 64;
+/// Most settle waits in one pass before still-moving files are left pending.
+const SETTLE_ROUNDS: usize = 5;
+
+/// A policy that failed to load in a pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadFailure {
+    /// Policy name (`*` when the directory itself cannot be read).
+    pub policy: String,
+    /// Component content hash of the attempt.
+    pub version: String,
+    /// Why it failed.
+    pub error: String,
+}
 
 /// What one reload pass did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReloadReport {
     /// Policies loaded (new or changed).
     pub loaded: Vec<String>,
-    /// Policies removed.
+    /// Policies removed; their routes answer 404.
     pub removed: Vec<String>,
-    /// Policies that failed to load, with the reason.
-    pub failed: Vec<(String, String)>,
+    /// Policies that failed to load; the last good version (if any) keeps serving.
+    pub failed: Vec<LoadFailure>,
+    /// Policies whose files were still changing; they are re-checked later.
+    pub pending: Vec<String>,
+    /// Policies whose files fail exactly as before; not retried.
+    pub still_failing: Vec<String>,
+    /// Policies serving now.
+    pub serving: Vec<String>,
+    /// Wall time of the pass, settle waits included, in milliseconds.
+    pub elapsed_ms: u64,
 }
 
-/// The files that make one policy, and their content.
+impl ReloadReport {
+    /// Whether the pass changed what serves.
+    pub fn changed(&self) -> bool {
+        !self.loaded.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// The files that make one policy, as read in one scan.
+#[derive(Clone)]
 struct PolicyFiles {
-    component: Vec<u8>,
+    component: Arc<Vec<u8>>,
+    /// Content hash of the component.
+    version: String,
     settings_text: Option<String>,
+    /// Newest mtime of the two files (symlinks followed).
+    modified: Option<SystemTime>,
+}
+
+impl PolicyFiles {
+    /// Same content: what decides whether a policy changed.
+    fn same(&self, other: &PolicyFiles) -> bool {
+        self.version == other.version && self.settings_text == other.settings_text
+    }
+
+    fn fingerprint(&self) -> (String, Option<String>) {
+        (self.version.clone(), self.settings_text.clone())
+    }
+}
+
+type Found = BTreeMap<String, PolicyFiles>;
+
+/// State kept between passes, under the pass lock.
+#[derive(Default)]
+struct PassState {
+    /// Files that failed to load, by policy: not retried until they change.
+    failed: HashMap<String, (String, Option<String>)>,
 }
 
 /// Loaded policies, their routes and their load history.
 pub struct Registry {
     engine: PolicyEngine,
     dir: PathBuf,
+    settle: Duration,
     snapshot: ArcSwap<Snapshot>,
     status: Mutex<BTreeMap<String, PolicyStatus>>,
     /// Serializes reload passes.
-    reloading: Mutex<()>,
+    pass: Mutex<PassState>,
 }
 
-fn unix_now() -> u64 {
+fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
 impl Registry {
-    /// An empty registry over a policy directory.
+    /// An empty registry over a policy directory, with a 100 ms settle time.
     pub fn new(engine: PolicyEngine, dir: PathBuf) -> Self {
         Registry {
             engine,
             dir,
+            settle: Duration::from_millis(100),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             status: Mutex::new(BTreeMap::new()),
-            reloading: Mutex::new(()),
+            pass: Mutex::new(PassState::default()),
         }
+    }
+
+    /// Sets how long a changed file must stay unchanged before it is loaded.
+    pub fn with_settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// The settle time.
+    pub fn settle(&self) -> Duration {
+        self.settle
     }
 
     /// The policy directory.
@@ -131,41 +227,53 @@ impl Registry {
 
     /// Re-reads the directory; loads what changed, keeps the last good version of
     /// what fails, retires what was removed, then swaps in the new snapshot.
-    /// Blocking: compiles components. Call it off the request path.
-    pub fn reload(&self) -> ReloadReport {
-        let _pass = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+    /// Blocking: waits for files to settle and compiles components. Call it off
+    /// the request path; passes are serialized.
+    pub fn reload(&self, trigger: Trigger) -> ReloadReport {
+        let mut pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
         let mut report = ReloadReport::default();
         let current = self.snapshot.load_full();
-        let found = match scan(&self.dir) {
-            Ok(found) => found,
+        let (found, pending) = match self.settled_scan(&current) {
+            Ok(scan) => scan,
             Err(e) => {
-                tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the policy directory");
-                report.failed.push(("*".into(), e.to_string()));
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the policy directory; nothing changes");
+                report.failed.push(LoadFailure {
+                    policy: "*".into(),
+                    version: String::new(),
+                    error: format!("reading {}: {e}", self.dir.display()),
+                });
+                report.elapsed_ms = started.elapsed().as_millis() as u64;
                 return report;
             }
         };
         let mut policies: BTreeMap<String, Arc<Policy>> = BTreeMap::new();
-        for (name, files) in &found {
-            let settings = match files
-                .settings_text
-                .as_deref()
-                .map(PolicySettings::from_toml)
-            {
-                Some(Ok(s)) => Ok(s),
-                Some(Err(e)) => Err(format!("{name}.toml: {e}")),
-                None => Err(format!(
-                    "{name}.toml is missing: a policy needs its settings file"
-                )),
-            };
-            let version = policy_engine::engine::content_hash(&files.component);
-            let unchanged = current.policies.get(name).filter(|p| {
-                p.version == version
-                    && settings
-                        .as_ref()
-                        .is_ok_and(|s| s.digest() == p.settings_digest)
+        for name in &pending {
+            tracing::info!(policy = %name, "policy files are still changing; re-checking later");
+            if let Some(p) = current.policies.get(name) {
+                policies.insert(name.clone(), p.clone());
+            }
+        }
+        for (name, files) in found.iter().filter(|(n, _)| !pending.contains(*n)) {
+            let settings = parse_settings(name, files.settings_text.as_deref());
+            let settings_digest = settings.as_ref().ok().map(|s| s.digest());
+            let serving = current.policies.get(name);
+            let unchanged = serving.filter(|p| {
+                p.version == files.version && settings_digest.as_ref() == Some(&p.settings_digest)
             });
             if let Some(p) = unchanged {
                 policies.insert(name.clone(), p.clone());
+                if pass.failed.remove(name).is_some() {
+                    // The failing files were replaced by the serving version again.
+                    self.clear_error(name);
+                }
+                continue;
+            }
+            if pass.failed.get(name) == Some(&files.fingerprint()) {
+                report.still_failing.push(name.clone());
+                if let Some(p) = serving {
+                    policies.insert(name.clone(), p.clone());
+                }
                 continue;
             }
             let loaded = settings.and_then(|s| {
@@ -175,31 +283,127 @@ impl Registry {
             });
             match loaded {
                 Ok(policy) => {
-                    tracing::info!(policy = %name, version = %short(&policy.version), compile_ms = policy.compile_time.as_millis() as u64, from_cache = policy.from_cache, "policy loaded");
-                    self.record(name, &policy.version, Ok(&policy));
+                    tracing::info!(policy = %name, version = %short(&policy.version), settings = %short(&policy.settings_digest), compile_ms = policy.compile_time.as_millis() as u64, from_cache = policy.from_cache, ?trigger, "policy loaded");
+                    pass.failed.remove(name);
+                    self.record_loaded(name, trigger, &policy);
                     report.loaded.push(name.clone());
                     policies.insert(name.clone(), Arc::new(policy));
                 }
                 Err(error) => {
-                    tracing::error!(policy = %name, version = %short(&version), %error, "policy failed to load; the last good version keeps serving");
-                    self.record(name, &version, Err(&error));
-                    report.failed.push((name.clone(), error));
-                    if let Some(p) = current.policies.get(name) {
+                    tracing::error!(policy = %name, version = %short(&files.version), %error, ?trigger, serving = ?serving.map(|p| short(&p.version)), "policy failed to load; the last good version keeps serving");
+                    pass.failed.insert(name.clone(), files.fingerprint());
+                    self.record_failed(
+                        name,
+                        trigger,
+                        &files.version,
+                        settings_digest.as_deref(),
+                        &error,
+                    );
+                    report.failed.push(LoadFailure {
+                        policy: name.clone(),
+                        version: files.version.clone(),
+                        error,
+                    });
+                    if let Some(p) = serving {
                         policies.insert(name.clone(), p.clone());
                     }
                 }
             }
         }
-        for name in current.policies.keys() {
-            if !found.contains_key(name) {
-                tracing::info!(policy = %name, "policy removed; its routes are retired");
-                self.record_removed(name);
-                report.removed.push(name.clone());
+        // Gone from the directory: retire the serving ones, forget the failing ones.
+        let known: Vec<String> = self
+            .status
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        for name in known {
+            if found.contains_key(&name) || pending.contains(&name) {
+                continue;
+            }
+            pass.failed.remove(&name);
+            if current.policies.contains_key(&name) {
+                tracing::info!(policy = %name, ?trigger, "policy removed; its routes are retired and answer 404");
+                self.record_removed(&name, trigger);
+                report.removed.push(name);
+            } else {
+                self.clear_error(&name);
             }
         }
-        let routes = self.assign_routes(&policies, &current);
-        self.snapshot.store(Arc::new(Snapshot { policies, routes }));
+        if report.changed() {
+            let routes = self.assign_routes(&policies, &current);
+            self.snapshot.store(Arc::new(Snapshot { policies, routes }));
+        }
+        report.pending = pending.into_iter().collect();
+        report.serving = self.snapshot.load().policies.keys().cloned().collect();
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        crate::metrics::record_reload(&report);
         report
+    }
+
+    /// Scans the directory, waiting for changed files to settle: a changed file
+    /// younger than the settle time, or a serving policy that disappeared, is
+    /// read again after the wait, and must read the same. Names still moving
+    /// after a few rounds are returned as pending.
+    fn settled_scan(&self, current: &Snapshot) -> std::io::Result<(Found, BTreeSet<String>)> {
+        let mut found = scan(&self.dir)?;
+        let mut pending = BTreeSet::new();
+        for _ in 0..SETTLE_ROUNDS {
+            let Some(wait) = self.settle_wait(&found, current) else {
+                return Ok((found, BTreeSet::new()));
+            };
+            std::thread::sleep(wait);
+            let again = scan(&self.dir)?;
+            pending = found
+                .keys()
+                .chain(again.keys())
+                .filter(|n| match (found.get(*n), again.get(*n)) {
+                    (Some(a), Some(b)) => !a.same(b),
+                    (None, None) => false,
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            found = again;
+            if pending.is_empty() {
+                return Ok((found, pending));
+            }
+        }
+        Ok((found, pending))
+    }
+
+    /// How long to wait before trusting this scan, if at all.
+    fn settle_wait(&self, found: &Found, current: &Snapshot) -> Option<Duration> {
+        if self.settle.is_zero() {
+            return None;
+        }
+        let now = SystemTime::now();
+        let mut wait: Option<Duration> = None;
+        let mut longer = |d: Duration| wait = Some(wait.map_or(d, |w| w.max(d)));
+        for (name, files) in found {
+            let changed = current.policies.get(name).is_none_or(|p| {
+                p.version != files.version
+                    || parse_settings(name, files.settings_text.as_deref())
+                        .map(|s| s.digest())
+                        .ok()
+                        .as_ref()
+                        != Some(&p.settings_digest)
+            });
+            if !changed {
+                continue;
+            }
+            let age = files
+                .modified
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or(Duration::ZERO);
+            if age < self.settle {
+                longer(self.settle - age);
+            }
+        }
+        if current.policies.keys().any(|n| !found.contains_key(n)) {
+            // A removal, or the first half of a rename-save: confirm it.
+            longer(self.settle);
+        }
+        wait
     }
 
     /// Maps routes to policies; a route two policies claim stays with the one
@@ -226,11 +430,7 @@ impl Registry {
                         let error =
                             format!("route {route} is already served by policy {}", owner.name);
                         tracing::error!(policy = %policy.name, %error, "route conflict");
-                        if let Ok(mut status) = self.status.lock() {
-                            if let Some(s) = status.get_mut(&policy.name) {
-                                s.last_error = Some(error);
-                            }
-                        }
+                        self.with_status(&policy.name, |s| s.last_error = Some(error));
                     }
                     _ => {
                         routes.insert(route.clone(), policy.clone());
@@ -241,7 +441,7 @@ impl Registry {
         routes
     }
 
-    fn record(&self, name: &str, version: &str, result: Result<&Policy, &str>) {
+    fn with_status(&self, name: &str, f: impl FnOnce(&mut PolicyStatus)) {
         let Ok(mut status) = self.status.lock() else {
             return;
         };
@@ -251,61 +451,78 @@ impl Registry {
                 name: name.to_string(),
                 ..Default::default()
             });
-        let now = unix_now();
-        let event = match result {
-            Ok(policy) => {
-                entry.version = Some(policy.version.clone());
-                entry.loaded_at = Some(now);
-                entry.routes = policy.settings.routes.clone();
-                entry.last_error = None;
-                ReloadEvent {
-                    at: now,
-                    version: version.to_string(),
-                    outcome: "loaded",
-                    error: None,
-                    compile_ms: policy.compile_time.as_millis() as u64,
-                    from_cache: policy.from_cache,
-                }
-            }
-            Err(error) => {
-                entry.last_error = Some(error.to_string());
-                ReloadEvent {
-                    at: now,
-                    version: version.to_string(),
-                    outcome: "failed",
-                    error: Some(error.to_string()),
-                    compile_ms: 0,
-                    from_cache: false,
-                }
-            }
-        };
-        entry.history.push(event);
+        f(entry);
         if entry.history.len() > HISTORY {
-            entry.history.remove(0);
+            let excess = entry.history.len() - HISTORY;
+            entry.history.drain(..excess);
         }
     }
 
-    fn record_removed(&self, name: &str) {
-        let Ok(mut status) = self.status.lock() else {
-            return;
-        };
-        if let Some(entry) = status.get_mut(name) {
-            let version = entry.version.take().unwrap_or_default();
-            entry.routes.clear();
-            entry.loaded_at = None;
+    fn record_loaded(&self, name: &str, trigger: Trigger, policy: &Policy) {
+        self.with_status(name, |entry| {
+            let now = unix_ms();
+            entry.version = Some(policy.version.clone());
+            entry.settings_digest = Some(policy.settings_digest.clone());
+            entry.loaded_at = Some(now / 1000);
+            entry.routes = policy.settings.routes.clone();
             entry.last_error = None;
             entry.history.push(ReloadEvent {
-                at: unix_now(),
+                at_ms: now,
+                trigger,
+                version: policy.version.clone(),
+                settings_digest: Some(policy.settings_digest.clone()),
+                outcome: "loaded",
+                error: None,
+                compile_ms: policy.compile_time.as_millis() as u64,
+                from_cache: policy.from_cache,
+            });
+        });
+    }
+
+    fn record_failed(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        version: &str,
+        settings_digest: Option<&str>,
+        error: &str,
+    ) {
+        self.with_status(name, |entry| {
+            entry.last_error = Some(error.to_string());
+            entry.history.push(ReloadEvent {
+                at_ms: unix_ms(),
+                trigger,
+                version: version.to_string(),
+                settings_digest: settings_digest.map(str::to_string),
+                outcome: "failed",
+                error: Some(error.to_string()),
+                compile_ms: 0,
+                from_cache: false,
+            });
+        });
+    }
+
+    fn record_removed(&self, name: &str, trigger: Trigger) {
+        self.with_status(name, |entry| {
+            let version = entry.version.take().unwrap_or_default();
+            entry.history.push(ReloadEvent {
+                at_ms: unix_ms(),
+                trigger,
                 version,
+                settings_digest: entry.settings_digest.take(),
                 outcome: "removed",
                 error: None,
                 compile_ms: 0,
                 from_cache: false,
             });
-            if entry.history.len() > HISTORY {
-                entry.history.remove(0);
-            }
-        }
+            entry.routes.clear();
+            entry.loaded_at = None;
+            entry.last_error = None;
+        });
+    }
+
+    fn clear_error(&self, name: &str) {
+        self.with_status(name, |entry| entry.last_error = None);
     }
 }
 
@@ -313,9 +530,29 @@ fn short(version: &str) -> &str {
     &version[..version.len().min(12)]
 }
 
+/// Parses and checks a policy's settings file.
+fn parse_settings(name: &str, text: Option<&str>) -> Result<PolicySettings, String> {
+    let Some(text) = text else {
+        return Err(format!(
+            "{name}.toml is missing: a policy needs its settings file"
+        ));
+    };
+    let settings = PolicySettings::from_toml(text).map_err(|e| format!("{name}.toml: {e}"))?;
+    // An empty or truncated settings file must not retire the routes silently.
+    if settings.routes.is_empty() {
+        return Err(format!(
+            "{name}.toml: no routes; a policy serves at least one route (delete the policy to retire it)"
+        ));
+    }
+    if let Some(bad) = settings.routes.iter().find(|r| !r.starts_with('/')) {
+        return Err(format!("{name}.toml: route {bad:?} must start with '/'"));
+    }
+    Ok(settings)
+}
+
 /// Reads every `<name>.wasm` (following symlinks, as a ConfigMap volume has
 /// them) with its `<name>.toml`. Hidden entries such as `..data` are skipped.
-fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, PolicyFiles>> {
+fn scan(dir: &Path) -> std::io::Result<Found> {
     let mut found = BTreeMap::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -328,18 +565,37 @@ fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, PolicyFiles>> {
         let Some(name) = file.strip_suffix(".wasm") else {
             continue;
         };
+        if name.is_empty() {
+            continue;
+        }
         let component = match std::fs::read(&path) {
             Ok(bytes) => bytes,
-            // Removed between listing and reading: the next pass sees it gone.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Removed between listing and reading (or a dangling symlink, or a
+            // directory): the policy is not there.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
+                ) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         };
-        let settings_text = std::fs::read_to_string(dir.join(format!("{name}.toml"))).ok();
+        let settings_path = dir.join(format!("{name}.toml"));
+        let settings_text = std::fs::read_to_string(&settings_path).ok();
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let modified = [mtime(&path), mtime(&settings_path)]
+            .into_iter()
+            .flatten()
+            .max();
         found.insert(
             name.to_string(),
             PolicyFiles {
-                component,
+                version: policy_engine::engine::content_hash(&component),
+                component: Arc::new(component),
                 settings_text,
+                modified,
             },
         );
     }

@@ -10,34 +10,37 @@ const EXPAND: &[&str] = &["line_items"];
 
 /// Applies the decision: an update for apply/clear, nothing for keep, an error for reject.
 /// `nonce` is unique per storefront request, so Stripe never replays an older update.
+/// Returns the session and the update's `Request-Id` (none when nothing was sent).
 pub async fn apply(
     stripe: &StripeClient,
     session: CheckoutSession,
     decision: &GuardedDecision,
     nonce: &str,
     deadline: Instant,
-) -> Result<CheckoutSession, FlowError> {
+) -> Result<(CheckoutSession, Option<String>), FlowError> {
     match decision {
-        GuardedDecision::Keep => Ok(session),
+        GuardedDecision::Keep => Ok((session, None)),
         GuardedDecision::Reject(message) => Err(FlowError::Rejected(message.clone())),
         GuardedDecision::Update(update) => {
             let key = idempotency_key(&session.id, update, nonce);
-            let response = stripe
-                .update_checkout_session_discounts(
+            let response = crate::metrics::stripe_call(
+                "update_session",
+                stripe.update_checkout_session_discounts(
                     &session.id,
                     update,
                     &key,
                     EXPAND,
                     Some(deadline),
-                )
-                .await
+                ),
+            )
+            .await
                 .map_err(|e| match e {
                     StripeError::Api { status: 404, .. } => FlowError::UnknownSession,
                     e if is_not_open(&e) => FlowError::SessionNotOpen,
                     other => FlowError::Stripe(other),
                 })?;
             tracing::info!(session = %session.id, request_id = ?response.request_id, attempts = response.attempts, "discounts updated");
-            Ok(response.body)
+            Ok((response.body, response.request_id))
         }
     }
 }

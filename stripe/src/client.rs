@@ -38,6 +38,10 @@ pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// The longest Checkout Session id the API accepts in a path (`maxLength` of `{id}`).
 pub const MAX_SESSION_ID_LEN: usize = 66;
+/// Expansions a policy's view of a Checkout Session needs.
+pub const SESSION_EXPAND: &[&str] = &["line_items", "customer", "discounts.coupon"];
+/// Most line items read for one session.
+pub const MAX_LINE_ITEMS: usize = 1_000;
 /// The largest response body the client reads before giving up.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -366,6 +370,77 @@ impl StripeClient {
             deadline,
         )
         .await
+    }
+
+    /// The session as Stripe returns it (JSON), with [`SESSION_EXPAND`] expanded and every
+    /// line item: an expansion holds the first page only, so further pages are listed
+    /// (up to [`MAX_LINE_ITEMS`]) and put into `line_items`.
+    pub async fn retrieve_checkout_session_full_json(
+        &self,
+        id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Response<Value>, StripeError> {
+        let path = format!("/v1/checkout/sessions/{}", session_segment(id)?);
+        let mut response: Response<Value> = self
+            .execute(Method::GET, &path, expand_pairs(SESSION_EXPAND), None, deadline)
+            .await?;
+        let has_more = response.body["line_items"]["has_more"].as_bool() == Some(true);
+        if has_more {
+            let items = self.all_line_items(id, deadline).await?;
+            response.body["line_items"] = items;
+        }
+        Ok(response)
+    }
+
+    /// [`StripeClient::retrieve_checkout_session_full_json`], parsed.
+    pub async fn retrieve_checkout_session_full(
+        &self,
+        id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Response<CheckoutSession>, StripeError> {
+        let response = self.retrieve_checkout_session_full_json(id, deadline).await?;
+        let body = serde_json::from_value(response.body).map_err(|e| {
+            StripeError::InvalidResponse {
+                status: response.status,
+                request_id: response.request_id.clone(),
+                detail: format!("unexpected checkout session: {}", snippet(&e.to_string(), 300)),
+                should_retry: None,
+            }
+        })?;
+        Ok(Response {
+            body,
+            request_id: response.request_id,
+            attempts: response.attempts,
+            status: response.status,
+            idempotency_key: response.idempotency_key,
+        })
+    }
+
+    /// Every line item of a session (pages of 100, up to [`MAX_LINE_ITEMS`]), as one list.
+    async fn all_line_items(
+        &self,
+        id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Value, StripeError> {
+        let path = format!("/v1/checkout/sessions/{}/line_items", session_segment(id)?);
+        let mut data: Vec<Value> = Vec::new();
+        let mut has_more = true;
+        let mut url = Value::Null;
+        while has_more && data.len() < MAX_LINE_ITEMS {
+            let mut query = vec![("limit".to_string(), "100".to_string())];
+            if let Some(last) = data.last().and_then(|l| l["id"].as_str()) {
+                query.push(("starting_after".to_string(), last.to_string()));
+            }
+            let page: Value = self
+                .execute(Method::GET, &path, query, None, deadline)
+                .await?
+                .body;
+            let items = page["data"].as_array().cloned().unwrap_or_default();
+            has_more = page["has_more"].as_bool() == Some(true) && !items.is_empty();
+            url = page["url"].clone();
+            data.extend(items);
+        }
+        Ok(serde_json::json!({"object": "list", "data": data, "has_more": has_more, "url": url}))
     }
 
     /// Generic `POST {path}` with form pairs (already bracketed); a random key is used when none is given.

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stripe_checkout::{ClientConfig, StripeClient};
 use stripe_emulator::{Emulator, RunningEmulator};
@@ -215,6 +216,8 @@ pub struct Host {
     child: Child,
     pub url: String,
     pub http: reqwest::Client,
+    /// Everything the host has written to stderr (its logs), also echoed to ours.
+    logs: Arc<Mutex<String>>,
 }
 
 impl Drop for Host {
@@ -247,15 +250,34 @@ impl Host {
             .env("DISCOUNT_HOST_CONFIG", &config_path)
             .env("RUST_LOG", "info,wasmtime=warn,cranelift=warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting discount-host");
+        let logs = capture_stderr(&mut child);
         let url = read_ready_line(&mut child);
         Host {
             child,
             url,
             http: reqwest::Client::new(),
+            logs,
         }
+    }
+
+    /// The host's log output so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) until the host's logs contain `needle`; returns the logs.
+    pub async fn wait_for_log(&self, needle: &str) -> String {
+        for _ in 0..200 {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.logs()
     }
 
     /// POSTs a JSON body to a storefront route.
@@ -291,6 +313,24 @@ impl Host {
             .await
             .unwrap()
     }
+}
+
+/// Collects the child's stderr into a buffer, echoing each line to this process's stderr.
+fn capture_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+    let logs = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            writeln!(std::io::stderr(), "{line}").ok();
+            let mut logs = sink.lock().unwrap_or_else(|p| p.into_inner());
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
+    logs
 }
 
 /// Reads the host's stdout until its ready line; returns the listen URL.

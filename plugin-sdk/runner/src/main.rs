@@ -4,8 +4,17 @@
 
 use clap::{Parser, Subcommand};
 
+mod bindgen_c;
 mod build;
+mod clock;
 mod componentize;
+mod fetch;
+mod inspect;
+mod new;
+mod replay;
+mod report;
+mod run;
+mod test;
 
 /// Builds and runs discount policy components.
 #[derive(Debug, Parser)]
@@ -22,6 +31,20 @@ enum Command {
     Build(build::Args),
     /// Wraps a core wasm module built for wasm32-unknown-unknown into a component.
     Componentize(componentize::Args),
+    /// Writes the C bindings of the discount-policy world (wit-bindgen's C generator).
+    BindgenC(bindgen_c::Args),
+    /// Lists a component's imports and exports; fails if the host would refuse it.
+    Inspect(inspect::Args),
+    /// Runs a policy on a Checkout Session fixture: decision, guard verdict, totals, logs, cost.
+    Run(run::Args),
+    /// Runs folders of cases (fixture, input, config, now, expected decision); for CI.
+    Test(test::Args),
+    /// Saves a Checkout Session from Stripe (or the emulator) as a fixture.
+    Fetch(fetch::Args),
+    /// Replays a decision of the host's decision log on its fetched fixture.
+    Replay(replay::Args),
+    /// Scaffolds a new policy project.
+    New(new::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +52,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build::run(args),
         Command::Componentize(args) => componentize::run(args),
+        Command::BindgenC(args) => bindgen_c::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Fetch(args) => fetch::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::New(args) => new::run(args),
     }
 }

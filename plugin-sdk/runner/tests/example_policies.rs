@@ -1,7 +1,7 @@
 //! End-to-end: the example policies, built by `scripts/build-policies.sh`, evaluated by the
 //! policy engine. Exercises the SDK's host-backed `Context` (config, now, log) inside wasm.
 //!
-//! Run with: `scripts/build-policies.sh && cargo test -p policy-runner -- --ignored`
+//! Needs the components from `scripts/build-policies.sh` (scripts/test.sh builds them first).
 
 use std::path::PathBuf;
 
@@ -86,7 +86,6 @@ fn request(action: &str) -> PolicyRequest {
 }
 
 #[test]
-#[ignore = "needs scripts/build-policies.sh first"]
 fn cart_threshold_component() {
     let policy = load("cart-threshold");
     let eval = policy.evaluate(
@@ -136,7 +135,6 @@ fn cart_threshold_component() {
 }
 
 #[test]
-#[ignore = "needs scripts/build-policies.sh first"]
 fn loyalty_tier_component() {
     let policy = load("loyalty-tier");
     let eval = policy.evaluate(

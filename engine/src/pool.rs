@@ -1,0 +1,161 @@
+//! Instance allocation: wasmtime's pooling allocator with copy-on-write memory
+//! images, sized for discount policies (a Rust policy and a 12–18 MB JS or Python
+//! component alike). A component that does not fit the pool is loaded into an
+//! on-demand engine instead.
+//!
+//! Every evaluation still gets a fresh instance: the pool only makes a fresh
+//! instance cheap (the slot's memory is reset to the component's image, dirty
+//! pages only where the kernel offers `PAGEMAP_SCAN`).
+
+use serde::{Deserialize, Serialize};
+use std::sync::{Condvar, Mutex};
+use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Sizing of the instance pool; `[pool]` in the host configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolSettings {
+    /// Use the pooling allocator; false allocates every instance on demand.
+    pub enabled: bool,
+    /// Concurrent evaluations (component instances) the pool holds; more wait.
+    pub instances: u32,
+    /// Linear memories per component instance, on average (pool total = this × instances).
+    pub memories_per_instance: u32,
+    /// Tables per component instance, on average (pool total = this × instances).
+    pub tables_per_instance: u32,
+    /// Core instances per component instance, on average (pool total = this × instances).
+    pub core_instances_per_instance: u32,
+    /// Largest linear memory of a pooled instance, in bytes; a policy whose
+    /// `memory_bytes` limit is larger is loaded on demand.
+    pub max_memory_bytes: usize,
+    /// Most elements of one pooled table (componentize-js and -py need tens of thousands).
+    pub table_elements: usize,
+    /// Most tables one core module may define.
+    pub tables_per_module: u32,
+    /// Largest core instance metadata (vmctx), in bytes.
+    pub max_core_instance_bytes: usize,
+    /// Largest component instance metadata, in bytes.
+    pub max_component_instance_bytes: usize,
+    /// Bytes of each memory slot reset in place (dirty pages only) rather than
+    /// returned to the kernel; used only where `PAGEMAP_SCAN` is available.
+    pub keep_resident_bytes: usize,
+    /// Used slots kept warm for components that are not running.
+    pub max_unused_warm_slots: u32,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            enabled: true,
+            instances: 256,
+            memories_per_instance: 2,
+            tables_per_instance: 4,
+            core_instances_per_instance: 24,
+            max_memory_bytes: 1 << 30,
+            table_elements: 100_000,
+            tables_per_module: 4,
+            max_core_instance_bytes: 4 << 20,
+            max_component_instance_bytes: 4 << 20,
+            keep_resident_bytes: 64 << 20,
+            max_unused_warm_slots: 32,
+        }
+    }
+}
+
+impl PoolSettings {
+    /// Sets `config`'s allocation strategy to this pool (or on demand when disabled).
+    pub fn apply(&self, config: &mut Config) {
+        config.memory_init_cow(true);
+        if !self.enabled {
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            return;
+        }
+        let n = self.instances.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(self.core_instances_per_instance.max(1)))
+            .total_memories(n.saturating_mul(self.memories_per_instance.max(1)))
+            .total_tables(n.saturating_mul(self.tables_per_instance.max(1)))
+            .max_memory_size(self.max_memory_bytes)
+            .table_elements(self.table_elements)
+            .max_tables_per_module(self.tables_per_module.max(1))
+            .max_core_instance_size(self.max_core_instance_bytes)
+            .max_component_instance_size(self.max_component_instance_bytes)
+            .max_unused_warm_slots(self.max_unused_warm_slots);
+        // Without PAGEMAP_SCAN, keeping memory resident means memset-ing all of it
+        // on every reset, which costs more than the page faults it saves.
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(Enabled::Yes)
+                .linear_memory_keep_resident(self.keep_resident_bytes)
+                .table_keep_resident(self.keep_resident_bytes.min(1 << 20));
+        }
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+}
+
+/// A counting semaphore for blocking callers: bounds concurrent pooled instances
+/// so a burst waits for a slot instead of failing on an exhausted pool.
+pub(crate) struct Permits {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+/// One held permit, given back on drop.
+pub(crate) struct Permit<'a>(&'a Permits);
+
+impl Permits {
+    /// `n` permits.
+    pub(crate) fn new(n: u32) -> Self {
+        Permits {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a permit.
+    pub(crate) fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += 1;
+        drop(free);
+        self.0.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn permits_bound_concurrency() {
+        let permits = Arc::new(Permits::new(1));
+        let held = permits.acquire();
+        let p2 = permits.clone();
+        let waiter = std::thread::spawn(move || {
+            let _p = p2.acquire();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!waiter.is_finished(), "second acquire waits");
+        drop(held);
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn settings_parse_from_toml() {
+        let s: PoolSettings = toml::from_str("instances = 8\nenabled = false").unwrap();
+        assert_eq!(s.instances, 8);
+        assert!(!s.enabled);
+        assert_eq!(s.table_elements, PoolSettings::default().table_elements);
+    }
+}

@@ -1,0 +1,266 @@
+//! The engine against the purpose-built hostile components of `testing/policies`
+//! (built into `target/test-policies` by `scripts/build-test-policies.sh`): every limit
+//! holds, its cost is reported, and evaluations are isolated from each other.
+
+use policy_engine::bindings as wit;
+use policy_engine::engine::LoadError;
+use policy_engine::{guard, Caps, Clock, Decision, EngineConfig, EvalError, Policy, PolicyEngine};
+use policy_engine::{Limits, PolicySettings};
+use std::path::PathBuf;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A built test component's bytes.
+fn component(name: &str) -> Vec<u8> {
+    let path = workspace().join(format!("target/test-policies/{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/build-test-policies.sh first",
+            path.display()
+        )
+    })
+}
+
+fn engine() -> PolicyEngine {
+    PolicyEngine::new(EngineConfig {
+        cache_dir: Some(workspace().join("target/test-policy-cache")),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// The hostile policy in `mode`, with extra `[limits]` lines.
+fn hostile(engine: &PolicyEngine, mode: &str, limits: &str) -> Policy {
+    let settings = PolicySettings::from_toml(&format!(
+        "routes = [\"/{mode}\"]\n[config]\nmode = \"{mode}\"\n[limits]\n{limits}\n"
+    ))
+    .unwrap();
+    engine
+        .load(mode, &component("hostile"), settings)
+        .unwrap_or_else(|e| panic!("loading hostile in mode {mode}: {e}"))
+}
+
+fn session(currency: &str, subtotal: i64) -> wit::CheckoutSession {
+    wit::CheckoutSession {
+        id: "cs_test_hostile".into(),
+        livemode: false,
+        mode: wit::Mode::Payment,
+        status: Some(wit::Status::Open),
+        currency: Some(currency.into()),
+        amount_subtotal: Some(subtotal),
+        amount_total: Some(subtotal),
+        total_details: None,
+        customer_id: None,
+        customer_email: None,
+        customer_details: None,
+        customer: None,
+        client_reference_id: None,
+        metadata: vec![],
+        line_items: vec![],
+        discounts: vec![],
+        shipping_details: None,
+        shipping_cost: None,
+        created: 0,
+        expires_at: 0,
+    }
+}
+
+fn request() -> wit::PolicyRequest {
+    wit::PolicyRequest {
+        action: "/hostile".into(),
+        input_json: "{}".into(),
+        input: vec![],
+    }
+}
+
+fn run(policy: &Policy) -> policy_engine::Evaluation {
+    policy.evaluate(&session("usd", 10_000), &request(), Clock::Fixed(1_700_000_000))
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let e = engine();
+    let p = hostile(&e, "infinite-loop", "");
+    let ev = run(&p);
+    assert_eq!(ev.result.unwrap_err(), EvalError::FuelExhausted(11_000_000));
+    assert_eq!(ev.cost.fuel_budget, 11_000_000);
+    assert_eq!(ev.cost.fuel_used, 11_000_000);
+}
+
+#[test]
+fn infinite_loop_with_unbounded_fuel_hits_the_deadline() {
+    let e = engine();
+    let p = hostile(&e, "infinite-loop", "fuel = 1_000_000_000_000_000\ntimeout_ms = 20");
+    let ev = run(&p);
+    assert_eq!(ev.result.unwrap_err(), EvalError::Timeout(20));
+    assert_eq!(ev.cost.timeout_ms, 20);
+}
+
+#[test]
+fn host_call_loop_is_stopped() {
+    let e = engine();
+    let err = run(&hostile(&e, "host-call-loop", "")).result.unwrap_err();
+    assert!(
+        matches!(err, EvalError::FuelExhausted(_) | EvalError::Timeout(_)),
+        "{err:?}"
+    );
+    let p = hostile(&e, "host-call-loop", "fuel = 1_000_000_000_000_000");
+    assert_eq!(run(&p).result.unwrap_err(), EvalError::Timeout(50));
+}
+
+#[test]
+fn memory_growth_stops_at_the_cap() {
+    let e = engine();
+    let ev = run(&hostile(&e, "memory-growth", ""));
+    assert_eq!(ev.result.unwrap_err(), EvalError::MemoryLimit(10 * 1024 * 1024));
+    assert_eq!(ev.cost.memory_cap_bytes, 10 * 1024 * 1024);
+    assert!(ev.cost.peak_memory_bytes > 8 * 1024 * 1024, "{:?}", ev.cost);
+    assert!(ev.cost.peak_memory_bytes <= 10 * 1024 * 1024, "{:?}", ev.cost);
+
+    let ev = run(&hostile(&e, "memory-growth", "memory_bytes = 4_194_304"));
+    assert_eq!(ev.result.unwrap_err(), EvalError::MemoryLimit(4 * 1024 * 1024));
+    assert!(ev.cost.peak_memory_bytes <= 4 * 1024 * 1024, "{:?}", ev.cost);
+}
+
+#[test]
+fn deep_recursion_panic_and_unreachable_trap() {
+    let e = engine();
+    for mode in ["deep-recursion", "panic", "unreachable"] {
+        let err = run(&hostile(&e, mode, "")).result.unwrap_err();
+        assert!(matches!(err, EvalError::Trap(_)), "{mode}: {err:?}");
+    }
+}
+
+#[test]
+fn oversized_output_is_refused() {
+    let e = engine();
+    let err = run(&hostile(&e, "huge-message", "")).result.unwrap_err();
+    assert!(
+        matches!(&err, EvalError::OutputTooLarge(m) if m.contains("1000000 bytes")),
+        "{err:?}"
+    );
+    let err = run(&hostile(&e, "metadata-flood", "")).result.unwrap_err();
+    assert!(
+        matches!(&err, EvalError::OutputTooLarge(m) if m.contains("10000")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn guard_refuses_what_stripe_would() {
+    let e = engine();
+    let caps = Caps::default();
+    for (mode, rule) in [
+        ("nan-percent", "percent_out_of_range"),
+        ("negative-percent", "percent_out_of_range"),
+        ("amount-above-subtotal", "amount_above_subtotal"),
+        ("wrong-currency", "currency_mismatch"),
+        ("huge-coupon-name", "invalid_name"),
+        ("huge-coupon-id", "invalid_coupon_id"),
+    ] {
+        let s = session("usd", 10_000);
+        let ev = hostile(&e, mode, "").evaluate(&s, &request(), Clock::System);
+        let decision = ev.result.unwrap_or_else(|err| panic!("{mode}: {err}"));
+        let violation = guard::check(&decision, &s, &caps).unwrap_err();
+        assert_eq!(violation.rule, rule, "{mode}: {violation}");
+    }
+}
+
+#[test]
+fn log_flood_is_bounded_and_counted() {
+    let e = engine();
+    let ev = run(&hostile(&e, "log-flood", ""));
+    assert_eq!(ev.result.unwrap(), Decision::Keep);
+    assert_eq!(ev.logs.len(), 100);
+    assert_eq!(ev.cost.logs_dropped, 4_900);
+
+    let ev = run(&hostile(&e, "log-flood", "log_records = 10_000\nlog_bytes = 1_000"));
+    let bytes: usize = ev.logs.iter().map(|l| l.message.len() + 1 + 4).sum();
+    assert!(bytes <= 1_000 + 5, "{bytes}");
+    assert_eq!(ev.logs.len() + ev.cost.logs_dropped, 5_000);
+}
+
+#[test]
+fn every_evaluation_starts_from_a_fresh_instance() {
+    let e = engine();
+    let p = hostile(&e, "count-calls", "");
+    for _ in 0..5 {
+        let ev = run(&p);
+        assert_eq!(ev.result.unwrap(), Decision::Reject("call 1".into()));
+        assert!(ev.cost.fuel_used > 0);
+        assert!(ev.cost.fuel_used < ev.cost.fuel_budget);
+        assert!(ev.cost.peak_memory_bytes > 0);
+    }
+}
+
+#[test]
+fn a_hostile_policy_does_not_disturb_a_healthy_one() {
+    let e = engine();
+    let bad = hostile(&e, "infinite-loop", "fuel = 1_000_000_000_000_000");
+    let good = hostile(&e, "count-calls", "");
+    let spinner = std::thread::spawn(move || {
+        (0..4)
+            .map(|_| run(&bad).result.unwrap_err())
+            .collect::<Vec<_>>()
+    });
+    for _ in 0..50 {
+        assert_eq!(run(&good).result.unwrap(), Decision::Reject("call 1".into()));
+    }
+    for err in spinner.join().unwrap() {
+        assert_eq!(err, EvalError::Timeout(50));
+    }
+}
+
+#[test]
+fn refused_at_load_with_the_reason() {
+    let e = engine();
+    let settings = || PolicySettings::from_toml("routes = [\"/x\"]").unwrap();
+    match e.load("ungranted", &component("ungranted-import"), settings()) {
+        Err(err @ LoadError::UngrantedImport(_)) => {
+            assert!(err.to_string().contains("evil:net/socket"), "{err}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match e.load("wrong", &component("wrong-world"), settings()) {
+        Err(err @ LoadError::WrongWorld(_)) => assert!(err.to_string().contains("evaluate"), "{err}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        e.load("core", &component("not-a-component"), settings()),
+        Err(LoadError::CoreModule)
+    ));
+    assert!(matches!(
+        e.load("text", b"(component)", settings()),
+        Err(LoadError::NotWasm(_))
+    ));
+    let mut truncated = component("hostile");
+    truncated.truncate(truncated.len() / 2);
+    assert!(matches!(
+        e.load("truncated", &truncated, settings()),
+        Err(LoadError::Compile(_))
+    ));
+}
+
+#[test]
+fn instance_table_and_memory_counts_are_capped() {
+    let e = engine();
+    let settings = |limits: &str| {
+        PolicySettings::from_toml(&format!("routes = [\"/x\"]\n[limits]\n{limits}\n")).unwrap()
+    };
+    for limits in ["instances = 1", "memories = 0", "tables = 0", "table_elements = 0"] {
+        match e.load("counts", &component("hostile"), settings(limits)) {
+            Err(LoadError::Instantiate(_)) => {}
+            other => panic!("{limits}: {other:?}"),
+        }
+    }
+    let defaults = Limits::default();
+    let p = e
+        .load("counts", &component("hostile"), settings(""))
+        .unwrap();
+    assert_eq!(p.limits, defaults);
+}

@@ -1,0 +1,245 @@
+//! The decision audit log: one [`AuditRecord`] per storefront evaluation, as JSON
+//! Lines on stdout or in a file. The request path only queues the record; a
+//! writer task serializes and writes it. The latest records stay in memory for
+//! the dashboard.
+
+use crate::config::{AuditSettings, AuditSink};
+use arc_swap::ArcSwapOption;
+use crate::response::FlowError;
+use policy_engine::audit::{rfc3339_millis, Amounts, AuditCustomer, AuditRecord, GuardVerdict};
+use policy_engine::audit::{Fuel, Timing};
+use policy_engine::EvalError;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+/// Records queued for the writer before new ones are dropped (and counted).
+const QUEUE: usize = 8_192;
+
+/// The audit log: a queue to the writer task and a ring of recent records.
+pub struct AuditLog {
+    tx: ArcSwapOption<mpsc::Sender<Arc<AuditRecord>>>,
+    recent: Mutex<VecDeque<Arc<AuditRecord>>>,
+    capacity: usize,
+    mask_customer: bool,
+    sink: &'static str,
+}
+
+/// The writer task; await it after dropping every [`AuditLog`] handle to flush.
+pub type Writer = tokio::task::JoinHandle<()>;
+
+impl AuditLog {
+    /// Opens the sink and starts the writer task.
+    pub async fn start(settings: &AuditSettings) -> anyhow::Result<(Arc<AuditLog>, Option<Writer>)> {
+        let out: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = match settings.sink {
+            AuditSink::Off => None,
+            AuditSink::Stdout => Some(Box::new(tokio::io::stdout())),
+            AuditSink::File => {
+                let path = settings
+                    .path
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("[audit] sink = \"file\" needs a path"))?;
+                let file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("opening audit log {}: {e}", path.display()))?;
+                Some(Box::new(file))
+            }
+        };
+        let sink = match settings.sink {
+            AuditSink::Off => "off",
+            AuditSink::Stdout => "stdout",
+            AuditSink::File => "file",
+        };
+        let (tx, writer) = match out {
+            Some(out) => {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                (Some(tx), Some(tokio::spawn(write_lines(rx, out))))
+            }
+            None => (None, None),
+        };
+        let log = AuditLog {
+            tx: ArcSwapOption::new(tx.map(Arc::new)),
+            recent: Mutex::new(VecDeque::new()),
+            capacity: settings.recent,
+            mask_customer: settings.mask_customer,
+            sink,
+        };
+        Ok((Arc::new(log), writer))
+    }
+
+    /// A log that writes nowhere and keeps `recent` records.
+    pub fn memory(recent: usize) -> AuditLog {
+        AuditLog {
+            tx: ArcSwapOption::empty(),
+            recent: Mutex::new(VecDeque::new()),
+            capacity: recent,
+            mask_customer: true,
+            sink: "off",
+        }
+    }
+
+    /// Whether customer email and address are masked.
+    pub fn mask_customer(&self) -> bool {
+        self.mask_customer
+    }
+
+    /// Queues a record for the sink and keeps it among the recent ones. Never waits.
+    pub fn record(&self, record: AuditRecord) {
+        let record = Arc::new(record);
+        if let Some(tx) = &*self.tx.load() {
+            if tx.try_send(record.clone()).is_err() {
+                crate::metrics::global()
+                    .audit_dropped
+                    .with_label_values(&[self.sink])
+                    .inc();
+            }
+        }
+        if self.capacity > 0 {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.len() >= self.capacity {
+                recent.pop_front();
+            }
+            recent.push_back(record);
+        }
+    }
+
+    /// The latest records, oldest first.
+    pub fn recent(&self) -> Vec<Arc<AuditRecord>> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().cloned().collect()
+    }
+
+    /// Closes the queue: the writer writes what is queued, flushes and ends.
+    pub fn close(&self) {
+        self.tx.store(None);
+    }
+}
+
+async fn write_lines(
+    mut rx: mpsc::Receiver<Arc<AuditRecord>>,
+    mut out: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+) {
+    let mut buf = Vec::with_capacity(4096);
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        let mut next = Some(first);
+        while let Some(record) = next {
+            if serde_json::to_writer(&mut buf, &*record).is_ok() {
+                buf.push(b'\n');
+            }
+            next = if buf.len() < 1 << 20 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if let Err(e) = out.write_all(&buf).await {
+            tracing::error!(error = %e, "writing the audit log");
+        }
+        if let Err(e) = out.flush().await {
+            tracing::error!(error = %e, "flushing the audit log");
+        }
+    }
+}
+
+/// Unix time now, in milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A record being filled in as the request goes through the steps.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// The record so far.
+    pub record: AuditRecord,
+}
+
+impl Draft {
+    /// A draft for a request to `route`, received now.
+    pub fn new(request_id: &str, route: &str) -> Self {
+        Draft {
+            record: AuditRecord {
+                time: rfc3339_millis(unix_ms()),
+                request_id: request_id.to_string(),
+                route: route.to_string(),
+                session_id: None,
+                livemode: None,
+                policy: None,
+                version: None,
+                input_digest: None,
+                input: None,
+                customer: None,
+                decision: None,
+                guard: GuardVerdict::not_run(),
+                stripe_request_id: None,
+                amounts_before: None,
+                amounts_after: None,
+                timing: Timing::default(),
+                fuel: None,
+                outcome: String::new(),
+                error: None,
+            },
+        }
+    }
+
+    /// Notes the retrieved session: livemode, amounts before, customer.
+    pub fn session(&mut self, s: &stripe_checkout::CheckoutSession, mask_customer: bool) {
+        self.record.livemode = Some(s.livemode);
+        self.record.amounts_before = Some(Amounts::from(s));
+        self.record.customer = AuditCustomer::from_session(s, mask_customer);
+    }
+
+    /// Notes the evaluation's fuel.
+    pub fn fuel(&mut self, cost: &policy_engine::Cost) {
+        self.record.fuel = Some(Fuel {
+            used: cost.fuel_used,
+            budget: cost.fuel_budget,
+        });
+    }
+
+    /// Completes the record with the request's result.
+    pub fn finish(mut self, result: Result<(), &FlowError>) -> AuditRecord {
+        let r = &mut self.record;
+        match result {
+            Ok(()) => {
+                r.outcome = match r.decision.as_ref().map(|d| d.kind()) {
+                    Some("apply") => "applied",
+                    Some("clear") => "cleared",
+                    _ => "kept",
+                }
+                .to_string();
+            }
+            Err(error) => {
+                r.outcome = error.outcome().to_string();
+                r.error = Some(error.to_string());
+                if let FlowError::Rejected(_) = error {
+                    r.amounts_after = r.amounts_before.clone();
+                }
+                match error {
+                    FlowError::Stripe(e) if r.stripe_request_id.is_none() => {
+                        r.stripe_request_id = e.request_id().map(str::to_string);
+                    }
+                    FlowError::PolicyFailed {
+                        error: EvalError::FuelExhausted(budget),
+                        ..
+                    } => {
+                        r.fuel = Some(Fuel {
+                            used: *budget,
+                            budget: *budget,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.record
+    }
+}

@@ -1,0 +1,55 @@
+//! The operator's dashboard: one self-contained page at `/dashboard` (no CDN, no
+//! network) and the admin routes it reads. The page holds no data itself; it
+//! asks for the admin token and sends it as a bearer token on every fetch.
+
+use crate::app::AppState;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+/// The page, compiled in.
+const PAGE: &str = include_str!("../assets/dashboard.html");
+
+/// The dashboard page and its admin routes (`/admin/decisions`, `/admin/dry-run`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard", get(page))
+        .route("/admin/decisions", get(decisions))
+        .route("/admin/dry-run", post(crate::dryrun::dry_run))
+}
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+/// `?limit=N` on the decisions list.
+#[derive(Debug, Deserialize)]
+pub struct DecisionsQuery {
+    /// Most records returned, newest ones (default all kept).
+    pub limit: Option<usize>,
+}
+
+/// `GET /admin/decisions`: the recent audit records, oldest first.
+async fn decisions(State(state): State<AppState>, Query(q): Query<DecisionsQuery>) -> Response {
+    let mut recent = state.audit.recent();
+    if let Some(limit) = q.limit {
+        let skip = recent.len().saturating_sub(limit);
+        recent.drain(..skip);
+    }
+    let records: Vec<&policy_engine::audit::AuditRecord> = recent.iter().map(|r| &**r).collect();
+    Json(records).into_response()
+}

@@ -1,0 +1,157 @@
+//! A deliberately hostile or broken discount policy, for the adversarial tests.
+//!
+//! The `mode` configuration value picks the misbehaviour, so one component covers every
+//! runtime attack; the tests copy it under one name per mode with its own settings.
+//!
+//! | `mode`                  | what it does                                            |
+//! |-------------------------|---------------------------------------------------------|
+//! | `count-calls`           | rejects with `call N`, N counted in a static            |
+//! | `infinite-loop`         | spins forever                                           |
+//! | `host-call-loop`        | calls the host forever                                  |
+//! | `memory-growth`         | allocates 1 MiB blocks forever                          |
+//! | `deep-recursion`        | recurses without end                                    |
+//! | `panic`                 | panics                                                  |
+//! | `unreachable`           | executes `unreachable`                                  |
+//! | `huge-message`          | rejects with a 1 MB message                             |
+//! | `huge-coupon-name`      | applies a coupon named with 100,000 characters          |
+//! | `huge-coupon-id`        | applies an existing coupon with a 100,000-character id  |
+//! | `nan-percent`           | applies `percent_off` NaN                               |
+//! | `negative-percent`      | applies `percent_off` -10                               |
+//! | `amount-above-subtotal` | applies `amount_off` one unit above the subtotal        |
+//! | `wrong-currency`        | applies `amount_off` in a currency the session is not in |
+//! | `metadata-flood`        | applies a coupon with 10,000 metadata entries           |
+//! | `log-flood`             | writes 5,000 log records, then keeps the session        |
+//!
+//! Any other mode keeps the session.
+
+use discount_policy_sdk::prelude::*;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Calls seen by this instance; a fresh instance per evaluation always sees 1.
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// The hostile policy.
+pub struct Hostile;
+
+impl Policy for Hostile {
+    fn evaluate(ctx: &Context, session: &CheckoutSession, _request: &PolicyRequest) -> Decision {
+        let mode = ctx.config_or("mode", "keep");
+        let currency = session.currency.clone().unwrap_or_else(|| "usd".into());
+        let subtotal = session.amount_subtotal.unwrap_or(0);
+        match mode.as_str() {
+            "count-calls" => {
+                let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+                Decision::reject(format!("call {n}"))
+            }
+            "infinite-loop" => {
+                let mut i: u64 = 0;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            "host-call-loop" => loop {
+                black_box(ctx.config("mode"));
+            },
+            "memory-growth" => {
+                let mut blocks: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    blocks.push(black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            "deep-recursion" => {
+                let depth = recurse(black_box(u64::MAX));
+                Decision::reject(format!("depth {depth}"))
+            }
+            "panic" => panic!("a policy bug"),
+            "unreachable" => trap(),
+            "huge-message" => Decision::reject("x".repeat(1_000_000)),
+            "huge-coupon-name" => Decision::coupon_data_of(CouponData {
+                name: Some("n".repeat(100_000)),
+                percent_off: Some(10.0),
+                ..CouponData::empty()
+            }),
+            "huge-coupon-id" => Decision::Apply(Discount::Coupon("c".repeat(100_000))),
+            "nan-percent" => percent(f64::NAN),
+            "negative-percent" => percent(-10.0),
+            "amount-above-subtotal" => amount(subtotal + 1, currency),
+            "wrong-currency" => {
+                let other = if currency == "eur" { "usd" } else { "eur" };
+                amount(100, other.to_string())
+            }
+            "metadata-flood" => Decision::coupon_data_of(CouponData {
+                percent_off: Some(5.0),
+                metadata: (0..10_000).map(|i| (format!("k{i}"), "v".into())).collect(),
+                ..CouponData::empty()
+            }),
+            "log-flood" => {
+                let line = "l".repeat(100);
+                for i in 0..5_000 {
+                    ctx.info(&line, &[("i", &i.to_string())]);
+                }
+                Decision::keep()
+            }
+            _ => Decision::keep(),
+        }
+    }
+}
+
+/// Coupon data with this raw percent_off, bypassing the SDK's checks.
+fn percent(pct: f64) -> Decision {
+    Decision::coupon_data_of(CouponData {
+        name: Some("Hostile".into()),
+        percent_off: Some(pct),
+        ..CouponData::empty()
+    })
+}
+
+/// Coupon data with this raw amount_off and currency, bypassing the SDK's checks.
+fn amount(amount_off: i64, currency: String) -> Decision {
+    Decision::coupon_data_of(CouponData {
+        name: Some("Hostile".into()),
+        amount_off: Some(amount_off),
+        currency: Some(currency),
+        ..CouponData::empty()
+    })
+}
+
+/// Recursion the optimizer cannot turn into a loop.
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    black_box(recurse(black_box(n - 1))) + 1
+}
+
+/// Executes the `unreachable` instruction.
+fn trap() -> ! {
+    #[cfg(target_arch = "wasm32")]
+    core::arch::wasm32::unreachable();
+    #[cfg(not(target_arch = "wasm32"))]
+    std::process::abort();
+}
+
+discount_policy_sdk::export_policy!(Hostile);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use discount_policy_sdk::testing::{request, SessionBuilder};
+
+    fn run(mode: &str) -> Decision {
+        let ctx = Context::for_test().config("mode", mode).build();
+        let s = SessionBuilder::new().subtotal(10_000).build();
+        Hostile::evaluate(&ctx, &s, &request("hostile").build())
+    }
+
+    #[test]
+    fn output_modes_build_what_they_claim() {
+        assert_eq!(run("huge-message").rejection().map(str::len), Some(1_000_000));
+        assert!(run("nan-percent").percent_off_value().unwrap().is_nan());
+        assert_eq!(run("negative-percent").percent_off_value(), Some(-10.0));
+        assert_eq!(run("amount-above-subtotal").amount_off_money().unwrap().amount, 10_001);
+        assert_eq!(run("metadata-flood").coupon_data().unwrap().metadata.len(), 10_000);
+        assert_eq!(run("anything-else"), Decision::Keep);
+    }
+}
