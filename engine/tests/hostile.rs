@@ -78,6 +78,14 @@ fn request() -> wit::PolicyRequest {
     }
 }
 
+/// The message of a reject decision.
+fn rejection(d: Decision) -> String {
+    match d {
+        Decision::Reject(m) => m,
+        other => panic!("expected a reject, got {other:?}"),
+    }
+}
+
 fn run(policy: &Policy) -> policy_engine::Evaluation {
     policy.evaluate(&session("usd", 10_000), &request(), Clock::Fixed(1_700_000_000))
 }
@@ -141,7 +149,7 @@ fn oversized_output_is_refused() {
     let e = engine();
     let err = run(&hostile(&e, "huge-message", "")).result.unwrap_err();
     assert!(
-        matches!(&err, EvalError::OutputTooLarge(m) if m.contains("1000000 bytes")),
+        matches!(&err, EvalError::OutputTooLarge(m) if m.contains("100000 bytes")),
         "{err:?}"
     );
     let err = run(&hostile(&e, "metadata-flood", "")).result.unwrap_err();
@@ -175,7 +183,7 @@ fn guard_refuses_what_stripe_would() {
 fn log_flood_is_bounded_and_counted() {
     let e = engine();
     let ev = run(&hostile(&e, "log-flood", ""));
-    assert_eq!(ev.result.unwrap(), Decision::Keep);
+    assert!(matches!(ev.result.unwrap(), Decision::Keep));
     assert_eq!(ev.logs.len(), 100);
     assert_eq!(ev.cost.logs_dropped, 4_900);
 
@@ -191,7 +199,7 @@ fn every_evaluation_starts_from_a_fresh_instance() {
     let p = hostile(&e, "count-calls", "");
     for _ in 0..5 {
         let ev = run(&p);
-        assert_eq!(ev.result.unwrap(), Decision::Reject("call 1".into()));
+        assert_eq!(rejection(ev.result.unwrap()), "call 1");
         assert!(ev.cost.fuel_used > 0);
         assert!(ev.cost.fuel_used < ev.cost.fuel_budget);
         assert!(ev.cost.peak_memory_bytes > 0);
@@ -209,7 +217,7 @@ fn a_hostile_policy_does_not_disturb_a_healthy_one() {
             .collect::<Vec<_>>()
     });
     for _ in 0..50 {
-        assert_eq!(run(&good).result.unwrap(), Decision::Reject("call 1".into()));
+        assert_eq!(rejection(run(&good).result.unwrap()), "call 1");
     }
     for err in spinner.join().unwrap() {
         assert_eq!(err, EvalError::Timeout(50));

@@ -29,7 +29,9 @@ async fn reload(State(state): State<AppState>) -> Response {
         Ok(report) => Json(report).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({"type": "error", "message": format!("reload pass failed: {e}")})),
+            Json(
+                serde_json::json!({"type": "error", "message": format!("reload pass failed: {e}")}),
+            ),
         )
             .into_response(),
     }

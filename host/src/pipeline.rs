@@ -48,7 +48,11 @@ async fn steps(
     draft.record.version = Some(policy.version.clone());
     let deadline = Instant::now() + state.config.request_deadline();
     let nonce = stripe_checkout::client::random_idempotency_key();
-    let _serialized = state.locks.lock(&request.checkout_session_id).await;
+    // Per-session serialization; waiting for it counts against the same deadline.
+    let _serialized =
+        tokio::time::timeout_at(deadline, state.locks.lock(&request.checkout_session_id))
+            .await
+            .map_err(|_| FlowError::Stripe(stripe_checkout::StripeError::DeadlineExceeded))?;
 
     let step = Instant::now();
     let retrieved =

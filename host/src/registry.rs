@@ -248,6 +248,8 @@ impl Registry {
             }
         };
         let mut policies: BTreeMap<String, Arc<Policy>> = BTreeMap::new();
+        // Recorded in the status only once they serve.
+        let mut newly_loaded: Vec<Arc<Policy>> = Vec::new();
         for name in &pending {
             tracing::info!(policy = %name, "policy files are still changing; re-checking later");
             if let Some(p) = current.policies.get(name) {
@@ -285,9 +287,10 @@ impl Registry {
                 Ok(policy) => {
                     tracing::info!(policy = %name, version = %short(&policy.version), settings = %short(&policy.settings_digest), compile_ms = policy.compile_time.as_millis() as u64, from_cache = policy.from_cache, ?trigger, "policy loaded");
                     pass.failed.remove(name);
-                    self.record_loaded(name, trigger, &policy);
+                    let policy = Arc::new(policy);
+                    newly_loaded.push(policy.clone());
                     report.loaded.push(name.clone());
-                    policies.insert(name.clone(), Arc::new(policy));
+                    policies.insert(name.clone(), policy);
                 }
                 Err(error) => {
                     tracing::error!(policy = %name, version = %short(&files.version), %error, ?trigger, serving = ?serving.map(|p| short(&p.version)), "policy failed to load; the last good version keeps serving");
@@ -323,15 +326,24 @@ impl Registry {
             pass.failed.remove(&name);
             if current.policies.contains_key(&name) {
                 tracing::info!(policy = %name, ?trigger, "policy removed; its routes are retired and answer 404");
-                self.record_removed(&name, trigger);
                 report.removed.push(name);
             } else {
                 self.clear_error(&name);
             }
         }
         if report.changed() {
-            let routes = self.assign_routes(&policies, &current);
+            let (routes, conflicts) = assign_routes(&policies, &current);
             self.snapshot.store(Arc::new(Snapshot { policies, routes }));
+            for policy in &newly_loaded {
+                self.record_loaded(&policy.name, trigger, policy);
+            }
+            for name in &report.removed {
+                self.record_removed(name, trigger);
+            }
+            for (name, error) in conflicts {
+                tracing::error!(policy = %name, %error, "route conflict");
+                self.with_status(&name, |s| s.last_error = Some(error));
+            }
         }
         report.pending = pending.into_iter().collect();
         report.serving = self.snapshot.load().policies.keys().cloned().collect();
@@ -404,41 +416,6 @@ impl Registry {
             longer(self.settle);
         }
         wait
-    }
-
-    /// Maps routes to policies; a route two policies claim stays with the one
-    /// already serving it (or the first by name), and the other gets an error.
-    fn assign_routes(
-        &self,
-        policies: &BTreeMap<String, Arc<Policy>>,
-        current: &Snapshot,
-    ) -> HashMap<String, Arc<Policy>> {
-        let mut routes: HashMap<String, Arc<Policy>> = HashMap::new();
-        let mut ordered: Vec<&Arc<Policy>> = policies.values().collect();
-        ordered.sort_by_key(|p| {
-            let serving = p
-                .settings
-                .routes
-                .iter()
-                .any(|r| current.routes.get(r).is_some_and(|c| c.name == p.name));
-            (!serving, p.name.clone())
-        });
-        for policy in ordered {
-            for route in &policy.settings.routes {
-                match routes.get(route) {
-                    Some(owner) if owner.name != policy.name => {
-                        let error =
-                            format!("route {route} is already served by policy {}", owner.name);
-                        tracing::error!(policy = %policy.name, %error, "route conflict");
-                        self.with_status(&policy.name, |s| s.last_error = Some(error));
-                    }
-                    _ => {
-                        routes.insert(route.clone(), policy.clone());
-                    }
-                }
-            }
-        }
-        routes
     }
 
     fn with_status(&self, name: &str, f: impl FnOnce(&mut PolicyStatus)) {
@@ -524,6 +501,39 @@ impl Registry {
     fn clear_error(&self, name: &str) {
         self.with_status(name, |entry| entry.last_error = None);
     }
+}
+
+/// Maps routes to policies; a route two policies claim stays with the one
+/// already serving it (or the first by name), and the other gets an error.
+fn assign_routes(
+    policies: &BTreeMap<String, Arc<Policy>>,
+    current: &Snapshot,
+) -> (HashMap<String, Arc<Policy>>, Vec<(String, String)>) {
+    let mut routes: HashMap<String, Arc<Policy>> = HashMap::new();
+    let mut conflicts = Vec::new();
+    let mut ordered: Vec<&Arc<Policy>> = policies.values().collect();
+    ordered.sort_by_key(|p| {
+        let serving = p
+            .settings
+            .routes
+            .iter()
+            .any(|r| current.routes.get(r).is_some_and(|c| c.name == p.name));
+        (!serving, p.name.clone())
+    });
+    for policy in ordered {
+        for route in &policy.settings.routes {
+            match routes.get(route) {
+                Some(owner) if owner.name != policy.name => conflicts.push((
+                    policy.name.clone(),
+                    format!("route {route} is already served by policy {}", owner.name),
+                )),
+                _ => {
+                    routes.insert(route.clone(), policy.clone());
+                }
+            }
+        }
+    }
+    (routes, conflicts)
 }
 
 fn short(version: &str) -> &str {

@@ -76,6 +76,34 @@ impl FlowError {
         }
     }
 
+    /// Maps a failed Stripe call on a session, logging Stripe's `type`, `code`, `param` and
+    /// `Request-Id`: 404 is an unknown session, an update refused because the session is
+    /// complete or expired is [`FlowError::SessionNotOpen`], anything else stays a Stripe error.
+    pub fn from_stripe(operation: &'static str, session_id: &str, error: StripeError) -> Self {
+        if let StripeError::Api {
+            status,
+            kind,
+            code,
+            param,
+            request_id,
+            ..
+        } = &error
+        {
+            tracing::warn!(operation, session = session_id, status, r#type = %kind, code = code.as_deref(), param = param.as_deref(), request_id = request_id.as_deref(), "Stripe refused the request");
+        } else {
+            tracing::warn!(operation, session = session_id, error = %error, "Stripe request failed");
+        }
+        match error {
+            StripeError::Api { status: 404, .. } => FlowError::UnknownSession,
+            StripeError::Api {
+                status: 400,
+                ref message,
+                ..
+            } if message.contains("status in [\"open\"]") => FlowError::SessionNotOpen,
+            other => FlowError::Stripe(other),
+        }
+    }
+
     /// The HTTP status and the customer-facing message.
     pub fn status_and_message(&self) -> (StatusCode, String) {
         let generic = "We could not update your discounts. Please try again.";

@@ -2,7 +2,7 @@
 //! expanded, and every line item (an expansion returns the first page only).
 
 use crate::response::FlowError;
-use stripe_checkout::{CheckoutSession, StripeClient, StripeError};
+use stripe_checkout::{CheckoutSession, StripeClient};
 use tokio::time::Instant;
 
 /// Expansions a policy's view of the session needs.
@@ -20,17 +20,10 @@ pub async fn open_session(
         stripe.retrieve_checkout_session_full(id, Some(deadline)),
     )
     .await
-        .map_err(not_found_as_unknown)?
-        .body;
+    .map_err(|e| FlowError::from_stripe("retrieve_session", id, e))?
+    .body;
     if session.status.as_deref() != Some("open") {
         return Err(FlowError::SessionNotOpen);
     }
     Ok(session)
-}
-
-fn not_found_as_unknown(e: StripeError) -> FlowError {
-    match e {
-        StripeError::Api { status: 404, .. } => FlowError::UnknownSession,
-        other => FlowError::Stripe(other),
-    }
 }

@@ -2,7 +2,7 @@
 
 use crate::response::FlowError;
 use policy_engine::GuardedDecision;
-use stripe_checkout::{client::idempotency_key, CheckoutSession, StripeClient, StripeError};
+use stripe_checkout::{client::idempotency_key, CheckoutSession, StripeClient};
 use tokio::time::Instant;
 
 /// Expansions of the update's response, so the answer carries line totals.
@@ -34,18 +34,9 @@ pub async fn apply(
                 ),
             )
             .await
-                .map_err(|e| match e {
-                    StripeError::Api { status: 404, .. } => FlowError::UnknownSession,
-                    e if is_not_open(&e) => FlowError::SessionNotOpen,
-                    other => FlowError::Stripe(other),
-                })?;
+            .map_err(|e| FlowError::from_stripe("update_session", &session.id, e))?;
             tracing::info!(session = %session.id, request_id = ?response.request_id, attempts = response.attempts, "discounts updated");
             Ok((response.body, response.request_id))
         }
     }
-}
-
-/// Whether Stripe refused the update because the session is complete or expired.
-fn is_not_open(e: &StripeError) -> bool {
-    matches!(e, StripeError::Api { status: 400, message, .. } if message.contains("status in [\"open\"]"))
 }

@@ -211,6 +211,9 @@ impl Stripe {
     }
 }
 
+/// The admin token every harness host is started with; `Host::http` sends it.
+pub const ADMIN_TOKEN: &str = "harness-admin-token";
+
 /// A running `discount-host` process.
 pub struct Host {
     child: Child,
@@ -236,13 +239,26 @@ pub struct Answer {
 
 impl Host {
     /// Starts the host against a Stripe API base, serving a policy directory.
+    /// The admin API is on with [`ADMIN_TOKEN`], which `http` sends on every request.
     pub fn start(stripe_url: &str, policy_dir: &Path, extra_config: &str) -> Host {
+        Host::start_env(stripe_url, policy_dir, extra_config, &[])
+    }
+
+    /// Like [`Host::start`], with extra environment variables; an empty value removes one.
+    pub fn start_env(
+        stripe_url: &str,
+        policy_dir: &Path,
+        extra_config: &str,
+        env: &[(&str, &str)],
+    ) -> Host {
         let cache = workspace().join("target/test-policy-cache");
         let config_dir = tempdir::TempDir::new();
         let config_path = config_dir.path().join("host.toml");
         std::fs::write(&config_path, extra_config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_discount-host"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_discount-host"));
+        command
             .env("STRIPE_SECRET_KEY", "sk_test_host")
+            .env("DISCOUNT_HOST_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("STRIPE_API_BASE", stripe_url)
             .env("DISCOUNT_HOST_LISTEN", "127.0.0.1:0")
             .env("DISCOUNT_HOST_POLICY_DIR", policy_dir)
@@ -250,17 +266,40 @@ impl Host {
             .env("DISCOUNT_HOST_CONFIG", &config_path)
             .env("RUST_LOG", "info,wasmtime=warn,cranelift=warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting discount-host");
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            if value.is_empty() {
+                command.env_remove(key);
+            } else {
+                command.env(key, value);
+            }
+        }
+        let mut child = command.spawn().expect("starting discount-host");
         let logs = capture_stderr(&mut child);
         let url = read_ready_line(&mut child);
         Host {
             child,
             url,
-            http: reqwest::Client::new(),
+            http: admin_client(),
             logs,
         }
+    }
+
+    /// The host process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit status, if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// The host's log output so far.
@@ -313,6 +352,19 @@ impl Host {
             .await
             .unwrap()
     }
+}
+
+/// An HTTP client that sends `Authorization: Bearer ADMIN_TOKEN` on every request.
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {ADMIN_TOKEN}")).unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Collects the child's stderr into a buffer, echoing each line to this process's stderr.

@@ -103,10 +103,22 @@ mod tests {
         assert_eq!(parse_time("1767225600").unwrap(), 1_767_225_600);
         assert_eq!(parse_time("2026-01-01T00:00:00Z").unwrap(), 1_767_225_600);
         assert_eq!(parse_time("2026-01-01").unwrap(), 1_767_225_600);
-        assert_eq!(parse_time("2026-01-01T01:00:00+01:00").unwrap(), 1_767_225_600);
-        assert_eq!(parse_time("2025-12-31T19:00:00.250-05:00").unwrap(), 1_767_225_600);
+        assert_eq!(
+            parse_time("2026-01-01T01:00:00+01:00").unwrap(),
+            1_767_225_600
+        );
+        assert_eq!(
+            parse_time("2025-12-31T19:00:00.250-05:00").unwrap(),
+            1_767_225_600
+        );
         assert_eq!(parse_time("2024-02-29T23:59:59Z").unwrap(), 1_709_251_199);
-        for bad in ["", "tomorrow", "2026-02-30", "2026-01-01T25:00:00Z", "2026-01-01T00:00:00"] {
+        for bad in [
+            "",
+            "tomorrow",
+            "2026-02-30",
+            "2026-01-01T25:00:00Z",
+            "2026-01-01T00:00:00",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad:?}");
         }
     }

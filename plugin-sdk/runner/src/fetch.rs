@@ -77,10 +77,7 @@ pub fn run(args: Args) -> Result<()> {
         output.display(),
         session.amount_subtotal.unwrap_or(0),
         session.currency.as_deref().unwrap_or("-"),
-        session
-            .customer
-            .as_ref()
-            .map_or("none", |c| c.id()),
+        session.customer.as_ref().map_or("none", |c| c.id()),
         session.status.as_deref().unwrap_or("-"),
         response.request_id.as_deref().unwrap_or("-"),
     );
@@ -107,7 +104,8 @@ fn write(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(path, format!("{text}\n")).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, format!("{text}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A Stripe client for `api_base` with the key from the environment.
@@ -122,7 +120,9 @@ fn client(api_base: &str, allow_live: bool) -> Result<StripeClient> {
         ),
     };
     if (key.starts_with("sk_live_") || key.starts_with("rk_live_")) && !allow_live {
-        bail!("{SECRET_KEY_ENV} is a live-mode key: pass --allow-live to read live sessions with it");
+        bail!(
+            "{SECRET_KEY_ENV} is a live-mode key: pass --allow-live to read live sessions with it"
+        );
     }
     let mut config = ClientConfig::new(key);
     config.api_base = api_base.to_string();

@@ -80,10 +80,17 @@ pub fn run(args: Args) -> Result<()> {
         .find(|t| t.language == args.lang)
         .with_context(|| {
             let known: Vec<&str> = TEMPLATES.iter().map(|t| t.language).collect();
-            format!("no template for {:?}; known: {}", args.lang, known.join(", "))
+            format!(
+                "no template for {:?}; known: {}",
+                args.lang,
+                known.join(", ")
+            )
         })?;
     check_name(&args.name)?;
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
     if dir.exists()
         && std::fs::read_dir(&dir)
             .map(|mut d| d.next().is_some())
@@ -102,7 +109,10 @@ pub fn run(args: Args) -> Result<()> {
         )
     })?;
     if !sdk.join("Cargo.toml").exists() {
-        bail!("{} has no Cargo.toml: is it discount-policy-sdk?", sdk.display());
+        bail!(
+            "{} has no Cargo.toml: is it discount-policy-sdk?",
+            sdk.display()
+        );
     }
     let route = args
         .route
@@ -127,7 +137,11 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("cannot write {}", target.display()))?;
     }
     // The SDK's workspace lock pins the same dependency versions the SDK is tested with.
-    if let Some(lock) = sdk.parent().and_then(Path::parent).map(|r| r.join("Cargo.lock")) {
+    if let Some(lock) = sdk
+        .parent()
+        .and_then(Path::parent)
+        .map(|r| r.join("Cargo.lock"))
+    {
         if lock.exists() && template.language == "rust" {
             std::fs::copy(&lock, dir.join("Cargo.lock")).ok();
         }

@@ -169,15 +169,19 @@ fn short(v: &str) -> &str {
 fn render(r: &Replay) -> String {
     let mut s = report::render_text(&r.outcome);
     let rec = &r.record;
-    let _ = writeln!(s, "\nreplay of the log record at {} ({} {})", rec.time, rec.route, rec.outcome);
-    let yes = |b: bool| if b { "same" } else { "DIFFERENT" };
-    let _ = writeln!(s, "  version   {}", yes(r.same_version));
     let _ = writeln!(
         s,
-        "  input     {}",
-        r.same_input.map_or("unknown", yes)
+        "\nreplay of the log record at {} ({} {})",
+        rec.time, rec.route, rec.outcome
     );
-    let _ = writeln!(s, "  guard     logged {}, replayed {}", rec.guard.verdict, r.outcome.guard.verdict);
+    let yes = |b: bool| if b { "same" } else { "DIFFERENT" };
+    let _ = writeln!(s, "  version   {}", yes(r.same_version));
+    let _ = writeln!(s, "  input     {}", r.same_input.map_or("unknown", yes));
+    let _ = writeln!(
+        s,
+        "  guard     logged {}, replayed {}",
+        rec.guard.verdict, r.outcome.guard.verdict
+    );
     if let Some(fuel) = &rec.fuel {
         let _ = writeln!(
             s,

@@ -375,7 +375,12 @@ pub fn render_text(o: &Outcome) -> String {
         o.session_id,
         o.totals.currency.as_deref().unwrap_or("-")
     );
-    let _ = writeln!(s, "request   {} {}", o.action, Value::Object(o.input.clone()));
+    let _ = writeln!(
+        s,
+        "request   {} {}",
+        o.action,
+        Value::Object(o.input.clone())
+    );
     let _ = writeln!(s, "now       {} ({})", o.now_rfc3339, o.now);
     let _ = writeln!(s);
     match (&o.decision, &o.error) {
@@ -383,7 +388,11 @@ pub fn render_text(o: &Outcome) -> String {
             let _ = writeln!(s, "decision  {}", decision_line(d));
         }
         (None, Some(e)) => {
-            let _ = writeln!(s, "decision  NONE: policy failed ({}): {}", e.kind, e.message);
+            let _ = writeln!(
+                s,
+                "decision  NONE: policy failed ({}): {}",
+                e.kind, e.message
+            );
         }
         (None, None) => {
             let _ = writeln!(s, "decision  NONE");
@@ -416,7 +425,11 @@ pub fn render_text(o: &Outcome) -> String {
     }
     let _ = writeln!(s);
     let t = &o.totals;
-    let _ = writeln!(s, "totals    {:>12} {:>12}   ({})", "before", "after", t.note);
+    let _ = writeln!(
+        s,
+        "totals    {:>12} {:>12}   ({})",
+        "before", "after", t.note
+    );
     let rows: [(&str, fn(&Amounts) -> i64); 4] = [
         ("subtotal", |a| a.subtotal),
         ("discount", |a| a.discount),
@@ -456,7 +469,10 @@ pub fn render_text(o: &Outcome) -> String {
         "  memory     {:>12} / {:<12} {:>7}{}  (bytes, peak linear memory)",
         c.cost.peak_memory_bytes,
         c.cost.memory_cap_bytes,
-        pct(c.cost.peak_memory_bytes as f64, c.cost.memory_cap_bytes as f64),
+        pct(
+            c.cost.peak_memory_bytes as f64,
+            c.cost.memory_cap_bytes as f64
+        ),
         flag("memory", c)
     );
     let _ = writeln!(
@@ -464,7 +480,10 @@ pub fn render_text(o: &Outcome) -> String {
         "  wall time  {:>12} / {:<12} {:>7}{}  (µs, instantiate + call)",
         c.cost.wall_time_us,
         c.cost.timeout_ms * 1000,
-        pct(c.cost.wall_time_us as f64, c.cost.timeout_ms as f64 * 1000.0),
+        pct(
+            c.cost.wall_time_us as f64,
+            c.cost.timeout_ms as f64 * 1000.0
+        ),
         flag("wall_time", c)
     );
     if c.cost.logs_dropped > 0 {

@@ -37,6 +37,25 @@ pub struct PolicyArgs {
     /// file of caps (`max_percent_off`, `[max_amount_off]`, `allowed_coupons`).
     #[arg(long)]
     pub caps: Option<PathBuf>,
+    /// Directory of compiled artifacts, so a component compiles once per version (JS and
+    /// Python ones take seconds) [default: `$CARGO_TARGET_DIR/policy-cache`, else
+    /// `target/policy-cache` when `target/` exists; `none` disables it].
+    #[arg(long, env = "POLICY_RUNNER_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The compile cache directory `load_policy` uses, if any.
+pub fn cache_dir(args: &PolicyArgs) -> Option<PathBuf> {
+    match &args.cache_dir {
+        Some(dir) if dir.as_os_str() == "none" => None,
+        Some(dir) => Some(dir.clone()),
+        None => match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(target) => Some(PathBuf::from(target).join("policy-cache")),
+            None => Some(PathBuf::from("target"))
+                .filter(|t| t.is_dir())
+                .map(|t| t.join("policy-cache")),
+        },
+    }
 }
 
 /// Arguments of `policy-runner run`.
@@ -126,8 +145,12 @@ pub fn load_policy(
     let mut settings = if settings_path.exists() {
         let text = std::fs::read_to_string(&settings_path)
             .with_context(|| format!("cannot read {}", settings_path.display()))?;
-        PolicySettings::from_toml(&text)
-            .with_context(|| format!("{} is not a valid policy settings file", settings_path.display()))?
+        PolicySettings::from_toml(&text).with_context(|| {
+            format!(
+                "{} is not a valid policy settings file",
+                settings_path.display()
+            )
+        })?
     } else if args.settings.is_some() {
         bail!("settings file {} not found", settings_path.display());
     } else {
@@ -162,7 +185,10 @@ pub fn load_policy(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "policy".to_string());
-    let engine = PolicyEngine::new(EngineConfig::default())?;
+    let engine = PolicyEngine::new(EngineConfig {
+        cache_dir: cache_dir(args),
+        ..EngineConfig::default()
+    })?;
     let policy = engine
         .load(&name, &bytes, settings)
         .with_context(|| format!("cannot load {}", component.display()))?;
@@ -269,8 +295,8 @@ pub fn load_fixture(path: &Path) -> Result<CheckoutSession> {
 
 /// Parses a session fixture (warnings name `path`).
 pub fn parse_fixture(text: &str, path: &Path) -> Result<CheckoutSession> {
-    let value: Value = serde_json::from_str(text)
-        .with_context(|| format!("{} is not JSON", path.display()))?;
+    let value: Value =
+        serde_json::from_str(text).with_context(|| format!("{} is not JSON", path.display()))?;
     if let Some(object) = value.get("object").and_then(Value::as_str) {
         if object != "checkout.session" {
             bail!(
@@ -280,7 +306,10 @@ pub fn parse_fixture(text: &str, path: &Path) -> Result<CheckoutSession> {
         }
     }
     let session: CheckoutSession = serde_json::from_value(value.clone()).with_context(|| {
-        format!("{} is not a Checkout Session as Stripe returns it", path.display())
+        format!(
+            "{} is not a Checkout Session as Stripe returns it",
+            path.display()
+        )
     })?;
     let p = path.display();
     if value.get("line_items").is_none_or(Value::is_null) {

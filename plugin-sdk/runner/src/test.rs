@@ -17,6 +17,8 @@
 //! guard = "passed"                      # passed | refused | not_run | a rule name
 //! totals = { subtotal = 15000, discount = 1500, total = 13500 }
 //! logs = ["over threshold"]             # substrings some log message must contain
+//! [caps]                                # the merchant's caps (default: --caps, else none)
+//! max_amount_off = { usd = 1000 }
 //! # error = "fuel_exhausted"            # expect no decision, failing this way
 //! ```
 //!
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use policy_engine::decision::DecisionView;
+use policy_engine::Caps;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -82,6 +85,9 @@ pub struct Case {
     /// Configuration over the policy's settings.
     #[serde(default)]
     pub config: Map<String, Value>,
+    /// The merchant's caps for this case, instead of `--caps`.
+    #[serde(default)]
+    pub caps: Option<Caps>,
     /// What must come out.
     pub expect: Expect,
 }
@@ -169,7 +175,8 @@ pub fn run(args: Args) -> Result<()> {
 
 /// `<policy-dir>/<name>.wasm` for `plugins/<name>/cases`.
 fn default_component(dir: &Path, policy_dir: Option<&Path>) -> Result<PathBuf> {
-    let dir = std::fs::canonicalize(dir).with_context(|| format!("no such folder {}", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(dir).with_context(|| format!("no such folder {}", dir.display()))?;
     let dir = if dir.is_file() {
         dir.parent().map(Path::to_path_buf).unwrap_or_default()
     } else {
@@ -209,11 +216,7 @@ fn case_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the cases folder {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .is_some_and(|e| e == "toml" || e == "json")
-        })
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml" || e == "json"))
         .collect();
     files.sort();
     Ok(files)
@@ -226,7 +229,11 @@ fn run_folder(dir: &Path, component: &Path, args: &Args) -> Result<Vec<CaseResul
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if args.filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+        if args
+            .filter
+            .as_ref()
+            .is_some_and(|f| !name.contains(f.as_str()))
+        {
             continue;
         }
         let description = read_case(&file).ok().and_then(|c| c.description);
@@ -283,7 +290,11 @@ fn toml_to_json(v: toml::Value) -> Value {
 }
 
 /// Runs one case; the failures are empty when it passed.
-pub fn run_case(file: &Path, component: &Path, args: &PolicyArgs) -> Result<(Outcome, Vec<String>)> {
+pub fn run_case(
+    file: &Path,
+    component: &Path,
+    args: &PolicyArgs,
+) -> Result<(Outcome, Vec<String>)> {
     let case = read_case(file)?;
     let e = &case.expect;
     if e.decision.is_none() && e.error.is_none() && e.guard.is_none() && e.totals.is_none() {
@@ -306,7 +317,7 @@ pub fn run_case(file: &Path, component: &Path, args: &PolicyArgs) -> Result<(Out
         session,
         input: case.input.clone(),
         now,
-        caps: loaded.caps.clone(),
+        caps: case.caps.clone().unwrap_or_else(|| loaded.caps.clone()),
     };
     let outcome = report::evaluate(&loaded.policy, &scenario);
     let failures = compare(&case.expect, &outcome);
@@ -323,12 +334,13 @@ pub fn compare(expect: &Expect, o: &Outcome) -> Vec<String> {
         )),
         (Some(kind), None) => failures.push(format!(
             "error: expected the policy to fail with {kind}, but it decided {}",
-            o.decision.as_ref().map_or_else(|| "nothing".into(), decision_line)
+            o.decision
+                .as_ref()
+                .map_or_else(|| "nothing".into(), decision_line)
         )),
-        (None, Some(err)) => failures.push(format!(
-            "the policy failed ({}): {}",
-            err.kind, err.message
-        )),
+        (None, Some(err)) => {
+            failures.push(format!("the policy failed ({}): {}", err.kind, err.message))
+        }
         _ => {}
     }
     if let Some(want) = &expect.decision {
@@ -371,7 +383,10 @@ pub fn compare(expect: &Expect, o: &Outcome) -> Vec<String> {
     }
     if let Some(want) = &expect.totals {
         match &o.totals.after {
-            None => failures.push(format!("totals: unknown after the decision ({})", o.totals.note)),
+            None => failures.push(format!(
+                "totals: unknown after the decision ({})",
+                o.totals.note
+            )),
             Some(got) => {
                 for (label, w, g) in [
                     ("subtotal", want.subtotal, got.subtotal),
@@ -391,7 +406,9 @@ pub fn compare(expect: &Expect, o: &Outcome) -> Vec<String> {
     for needle in &expect.logs {
         if !o.logs.iter().any(|l| l.message.contains(needle.as_str())) {
             let seen: Vec<&str> = o.logs.iter().map(|l| l.message.as_str()).collect();
-            failures.push(format!("logs: no message contains {needle:?}; logged {seen:?}"));
+            failures.push(format!(
+                "logs: no message contains {needle:?}; logged {seen:?}"
+            ));
         }
     }
     failures
@@ -496,7 +513,12 @@ mod tests {
             ]
         );
         let mut out = Vec::new();
-        json_diff("", &serde_json::json!(15), &serde_json::json!(15.0), &mut out);
+        json_diff(
+            "",
+            &serde_json::json!(15),
+            &serde_json::json!(15.0),
+            &mut out,
+        );
         assert!(out.is_empty());
     }
 
@@ -512,7 +534,10 @@ mod tests {
         .unwrap();
         let case = read_case(&file).unwrap();
         assert_eq!(case.now, Some(Value::String("2026-01-01T00:00:00Z".into())));
-        assert!(matches!(case.expect.decision, Some(DecisionView::Apply { .. })));
+        assert!(matches!(
+            case.expect.decision,
+            Some(DecisionView::Apply { .. })
+        ));
         std::fs::write(&file, "fixture = \"f.json\"\n[expect]\ndecison = 1\n").unwrap();
         let err = read_case(&file).unwrap_err();
         assert!(format!("{err:#}").contains("decison"), "{err:#}");

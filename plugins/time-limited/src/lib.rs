@@ -74,7 +74,11 @@ impl Settings {
             (Some(p), None) => Offer::Percent(p),
             (None, Some(a)) if a > 0 => Offer::Amount(a),
             (None, Some(a)) => {
-                return Err(ConfigError::new("amount_off", a.to_string(), "must be positive"))
+                return Err(ConfigError::new(
+                    "amount_off",
+                    a.to_string(),
+                    "must be positive",
+                ))
             }
             (Some(_), Some(_)) => {
                 return Err(ConfigError::new(
@@ -106,7 +110,13 @@ pub fn parse_time(text: &str) -> Result<i64, &'static str> {
     }
     const EXPECTED: &str = "expected Unix seconds or RFC 3339 like 2026-11-27T00:00:00Z";
     let b = t.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err(EXPECTED);
     }
     let num = |from: usize, to: usize| -> Result<i64, &'static str> {
@@ -120,8 +130,27 @@ pub fn parse_time(text: &str) -> Result<i64, &'static str> {
     let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
     let (hh, mm, ss) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] || hh > 23 || mm > 59 || ss > 59 {
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m)
+        || d < 1
+        || d > month_days[(m - 1) as usize]
+        || hh > 23
+        || mm > 59
+        || ss > 59
+    {
         return Err("no such date or time");
     }
     // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
@@ -144,7 +173,11 @@ pub fn parse_time(text: &str) -> Result<i64, &'static str> {
             }
             let offset = i64::from((h1 - b'0') * 10 + (h2 - b'0')) * 3600
                 + i64::from((m1 - b'0') * 10 + (m2 - b'0')) * 60;
-            Ok(if *sign == b'+' { local - offset } else { local + offset })
+            Ok(if *sign == b'+' {
+                local - offset
+            } else {
+                local + offset
+            })
         }
         _ => Err(EXPECTED),
     }
@@ -170,19 +203,28 @@ impl Policy for TimeLimited {
         if now < settings.starts_at {
             ctx.info(
                 "offer not started yet; clearing discounts",
-                &[("now", &now_text), ("starts_at", &settings.starts_at.to_string())],
+                &[
+                    ("now", &now_text),
+                    ("starts_at", &settings.starts_at.to_string()),
+                ],
             );
             return Decision::clear();
         }
         if now >= settings.ends_at {
             ctx.info(
                 "offer has ended; clearing discounts",
-                &[("now", &now_text), ("ends_at", &settings.ends_at.to_string())],
+                &[
+                    ("now", &now_text),
+                    ("ends_at", &settings.ends_at.to_string()),
+                ],
             );
             return Decision::clear();
         }
         let Some(subtotal) = session.subtotal() else {
-            ctx.warn("session has no currency or subtotal; leaving it as it is", &[]);
+            ctx.warn(
+                "session has no currency or subtotal; leaving it as it is",
+                &[],
+            );
             return Decision::keep();
         };
         if subtotal.amount < settings.min_subtotal {
@@ -195,11 +237,17 @@ impl Policy for TimeLimited {
         let decision = match settings.offer {
             Offer::Percent(p) => Decision::percent_off(&settings.name, p),
             // Never more than the cart: Stripe refuses an amount_off above the subtotal.
-            Offer::Amount(a) => Decision::amount_off(&settings.name, subtotal.with_amount(a).capped_at(subtotal.amount)),
+            Offer::Amount(a) => Decision::amount_off(
+                &settings.name,
+                subtotal.with_amount(a).capped_at(subtotal.amount),
+            ),
         };
         ctx.info(
             "offer active; applying discount",
-            &[("now", &now_text), ("ends_at", &settings.ends_at.to_string())],
+            &[
+                ("now", &now_text),
+                ("ends_at", &settings.ends_at.to_string()),
+            ],
         );
         decision.with_metadata("offer_ends_at", settings.ends_at.to_string())
     }
@@ -236,7 +284,13 @@ mod tests {
         assert_eq!(parse_time("2026-11-26T19:00:00.5-05:00"), Ok(START));
         assert_eq!(parse_time(" 1795737600 "), Ok(START));
         assert_eq!(parse_time("2024-02-29T00:00:00Z"), Ok(1_709_164_800));
-        for bad in ["", "soon", "2026-02-30T00:00:00Z", "2026-11-27T00:00:00", "2026-11-27T00:00:00+1:00"] {
+        for bad in [
+            "",
+            "soon",
+            "2026-02-30T00:00:00Z",
+            "2026-11-27T00:00:00",
+            "2026-11-27T00:00:00+1:00",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad:?}");
         }
     }
@@ -246,7 +300,8 @@ mod tests {
         let d = run(&ctx(START));
         assert_eq!(
             d,
-            Decision::percent_off(DEFAULT_NAME, 20.0).with_metadata("offer_ends_at", END.to_string())
+            Decision::percent_off(DEFAULT_NAME, 20.0)
+                .with_metadata("offer_ends_at", END.to_string())
         );
         assert!(run(&ctx(END - 1)).is_apply());
     }
@@ -270,7 +325,11 @@ mod tests {
             .config("name", "Flash sale")
             .now(START)
             .build();
-        assert_eq!(run(&c), Decision::amount_off("Flash sale", Money::new(10_000, "usd")).with_metadata("offer_ends_at", "2000000000"));
+        assert_eq!(
+            run(&c),
+            Decision::amount_off("Flash sale", Money::new(10_000, "usd"))
+                .with_metadata("offer_ends_at", "2000000000")
+        );
     }
 
     #[test]
@@ -287,7 +346,11 @@ mod tests {
 
     #[test]
     fn bad_config_fails_loudly() {
-        let base = [("starts_at", "2026-11-27T00:00:00Z"), ("ends_at", "2026-12-01T00:00:00Z"), ("percent", "20")];
+        let base = [
+            ("starts_at", "2026-11-27T00:00:00Z"),
+            ("ends_at", "2026-12-01T00:00:00Z"),
+            ("percent", "20"),
+        ];
         let cases: [(&str, Option<&str>); 6] = [
             ("starts_at", None),
             ("ends_at", Some("next week")),
@@ -309,7 +372,10 @@ mod tests {
             let c = b.build();
             assert_eq!(run(&c), Decision::reject(UNAVAILABLE), "{key}={value:?}");
             let logs = c.logs();
-            let err = logs.iter().find(|r| r.level == LogLevel::Error).expect("an error log");
+            let err = logs
+                .iter()
+                .find(|r| r.level == LogLevel::Error)
+                .expect("an error log");
             assert!(err.field("key").is_some(), "{key}");
         }
     }

@@ -12,7 +12,7 @@
 //! | `deep-recursion`        | recurses without end                                    |
 //! | `panic`                 | panics                                                  |
 //! | `unreachable`           | executes `unreachable`                                  |
-//! | `huge-message`          | rejects with a 1 MB message                             |
+//! | `huge-message`          | rejects with a 100 KB message                           |
 //! | `huge-coupon-name`      | applies a coupon named with 100,000 characters          |
 //! | `huge-coupon-id`        | applies an existing coupon with a 100,000-character id  |
 //! | `nan-percent`           | applies `percent_off` NaN                               |
@@ -65,7 +65,7 @@ impl Policy for Hostile {
             }
             "panic" => panic!("a policy bug"),
             "unreachable" => trap(),
-            "huge-message" => Decision::reject("x".repeat(1_000_000)),
+            "huge-message" => Decision::reject("x".repeat(100_000)),
             "huge-coupon-name" => Decision::coupon_data_of(CouponData {
                 name: Some("n".repeat(100_000)),
                 percent_off: Some(10.0),
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn output_modes_build_what_they_claim() {
-        assert_eq!(run("huge-message").rejection().map(str::len), Some(1_000_000));
+        assert_eq!(run("huge-message").rejection().map(str::len), Some(100_000));
         assert!(run("nan-percent").percent_off_value().unwrap().is_nan());
         assert_eq!(run("negative-percent").percent_off_value(), Some(-10.0));
         assert_eq!(run("amount-above-subtotal").amount_off_money().unwrap().amount, 10_001);

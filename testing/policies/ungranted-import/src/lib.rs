@@ -7,6 +7,7 @@ mod bindings {
     wit_bindgen::generate!({
         world: "evil:net/ungranted-import",
         path: ["../../../wit", "wit"],
+        generate_all,
     });
 }
 

@@ -7,6 +7,7 @@ mod bindings {
     wit_bindgen::generate!({
         world: "other:plugin/wrong-world",
         path: ["../../../wit", "wit"],
+        generate_all,
     });
 }
 

@@ -1,0 +1,365 @@
+//! Policy evaluation cost: a Rust policy on a 20-line-item session with customer
+//! metadata, fresh isolated instance + call + decision guard, against the naive
+//! approach (new Store, `Linker::instantiate` without `InstancePre`, call, drop,
+//! default allocator) in the same run. Prints median and p99 from its own
+//! measurement loop after criterion's report (criterion gives no p99).
+//!
+//! Needs `scripts/build-policies.sh`. Run: `cargo bench --release -p policy-engine --bench evaluate`
+//! (`BENCH_POLICY=cart-threshold` picks the other example; `BENCH_POLICY_DIR` another dir).
+
+use criterion::Criterion;
+use std::hint::black_box;
+use policy_engine::bindings::{self, stripe_discount::policy::host, DiscountPolicy};
+use policy_engine::{
+    guard, mapping, CheckoutSession, Clock, EngineConfig, Policy, PolicyEngine, PolicyRequest,
+    PolicySettings, PoolSettings,
+};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store};
+
+/// A Stripe Checkout Session as `GET /v1/checkout/sessions/:id?expand[]=line_items&expand[]=customer` returns it.
+fn session_json(items: usize) -> Vec<u8> {
+    let data: Vec<serde_json::Value> = (0..items)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("li_{i:024}"), "object": "item",
+                "amount_subtotal": 1500, "amount_total": 1500, "amount_discount": 0, "amount_tax": 0,
+                "currency": "usd", "description": format!("Product {i}"), "quantity": 1,
+                "price": {"id": format!("price_{i:024}"), "object": "price", "unit_amount": 1500,
+                          "currency": "usd", "product": format!("prod_{i:024}")}
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "id": "cs_test_bench000000000000000000000000000000000000000000000000",
+        "object": "checkout.session", "livemode": false, "mode": "payment", "status": "open",
+        "currency": "usd", "amount_subtotal": 1500 * items, "amount_total": 1500 * items,
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        "customer": {"id": "cus_bench", "object": "customer", "email": "jenny@example.com",
+                     "name": "Jenny Rosen",
+                     "metadata": {"tier": "gold", "since": "2021-04-01", "segment": "vip"}},
+        "customer_email": "jenny@example.com",
+        "metadata": {"cart_id": "cart_123", "channel": "web"},
+        "line_items": {"object": "list", "has_more": false, "url": "/v1/checkout/sessions/cs/line_items", "data": data},
+        "discounts": [],
+        "created": 1_764_000_000, "expires_at": 1_764_086_400
+    }))
+    .expect("session json")
+}
+
+fn policy_dir() -> PathBuf {
+    std::env::var_os("BENCH_POLICY_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policies"))
+}
+
+struct Fixture {
+    name: String,
+    wasm: Vec<u8>,
+    settings: PolicySettings,
+    json: Vec<u8>,
+    session: CheckoutSession,
+    request: PolicyRequest,
+}
+
+fn fixture(name: &str) -> Option<Fixture> {
+    let dir = policy_dir();
+    let wasm = std::fs::read(dir.join(format!("{name}.wasm"))).ok()?;
+    let toml = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap_or_default();
+    let settings = PolicySettings::from_toml(&toml).expect("policy settings");
+    let json = session_json(20);
+    let stripe: stripe_checkout::CheckoutSession =
+        serde_json::from_slice(&json).expect("session parses");
+    let body = serde_json::json!({"promo_code": "SPRING"});
+    Some(Fixture {
+        name: name.to_string(),
+        wasm,
+        settings,
+        session: mapping::checkout_session(&stripe),
+        request: mapping::policy_request("/apply", body.as_object().expect("object")),
+        json,
+    })
+}
+
+fn engine_with(pool: PoolSettings) -> PolicyEngine {
+    PolicyEngine::new(EngineConfig {
+        pool,
+        ..EngineConfig::default()
+    })
+    .expect("engine")
+}
+
+/// The host's path: fresh instance from the pool, call, guard.
+fn evaluate_and_guard(policy: &Policy, f: &Fixture, caps: &policy_engine::Caps) -> bool {
+    let eval = policy.evaluate(&f.session, &f.request, Clock::Fixed(1_764_000_000));
+    let decision = eval.result.expect("decision");
+    guard::check(&decision, &f.session, caps).is_ok()
+}
+
+/// What a policy sees of the host in the naive approach.
+struct NaiveState {
+    config: BTreeMap<String, String>,
+}
+
+impl host::Host for NaiveState {
+    fn log(&mut self, _: host::LogLevel, message: String, _: Vec<(String, String)>) {
+        black_box(message);
+    }
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+    fn config_entries(&mut self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+    fn now(&mut self) -> i64 {
+        1_764_000_000
+    }
+}
+
+impl bindings::stripe_discount::policy::types::Host for NaiveState {}
+
+/// The naive approach: default allocator, no `InstancePre`, same sandbox (fuel, epoch).
+struct Naive {
+    engine: Engine,
+    linker: Linker<NaiveState>,
+    component: Component,
+    config: BTreeMap<String, String>,
+}
+
+impl Naive {
+    fn new(f: &Fixture) -> Self {
+        Self::with_config(f, Config::new())
+    }
+
+    fn with_config(f: &Fixture, mut config: Config) -> Self {
+        config.consume_fuel(true).epoch_interruption(true);
+        let engine = Engine::new(&config).unwrap_or_else(|e| panic!("engine: {e:#}"));
+        let mut linker = Linker::new(&engine);
+        DiscountPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).expect("linker");
+        let component = Component::new(&engine, &f.wasm).expect("compiles");
+        Naive {
+            engine,
+            linker,
+            component,
+            config: f.settings.config_text(),
+        }
+    }
+
+    fn store(&self) -> Store<NaiveState> {
+        let mut store = Store::new(
+            &self.engine,
+            NaiveState {
+                config: self.config.clone(),
+            },
+        );
+        store.set_fuel(11_000_000).expect("fuel");
+        store.set_epoch_deadline(1_000);
+        store
+    }
+
+    fn evaluate_and_guard(&self, f: &Fixture, caps: &policy_engine::Caps) -> bool {
+        let mut store = self.store();
+        let instance = self
+            .linker
+            .instantiate(&mut store, &self.component)
+            .expect("instantiates");
+        let policy = DiscountPolicy::new(&mut store, &instance).expect("world");
+        let decision = policy
+            .call_evaluate(&mut store, &f.session, &f.request)
+            .expect("decision");
+        guard::check(&decision, &f.session, caps).is_ok()
+    }
+}
+
+/// Where the time of one pooled evaluation goes: Store::new, instantiate, call, drop.
+fn breakdown(f: &Fixture, pool: &PoolSettings, n: usize) {
+    let mut config = Config::new();
+    pool.apply(&mut config);
+    if std::env::var_os("XDYN").is_some() {
+        config.memory_reservation(0).memory_guard_size(0).guard_before_linear_memory(false).memory_reservation_for_growth(0);
+    }
+    let raw = Naive::with_config(f, config);
+    let pre = raw.linker.instantiate_pre(&raw.component).expect("pre");
+    let pre = bindings::DiscountPolicyPre::new(pre).expect("world");
+    let mut t = [Duration::ZERO; 4];
+    let run = |t: &mut [Duration; 4]| {
+        let t0 = Instant::now();
+        let mut store = raw.store();
+        let t1 = Instant::now();
+        let policy = pre.instantiate(&mut store).expect("instantiates");
+        let t2 = Instant::now();
+        black_box(
+            policy
+                .call_evaluate(&mut store, &f.session, &f.request)
+                .expect("decision"),
+        );
+        let t3 = Instant::now();
+        drop(store);
+        let t4 = Instant::now();
+        t[0] += t1 - t0;
+        t[1] += t2 - t1;
+        t[2] += t3 - t2;
+        t[3] += t4 - t3;
+    };
+    for _ in 0..n / 10 {
+        run(&mut [Duration::ZERO; 4]);
+    }
+    for _ in 0..n {
+        run(&mut t);
+    }
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "pooled breakdown (mean µs): Store::new {:.2}, instantiate {:.2}, call {:.2}, drop {:.2}",
+        us(t[0]),
+        us(t[1]),
+        us(t[2]),
+        us(t[3])
+    );
+}
+
+fn bench(c: &mut Criterion, f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
+    let caps = policy_engine::Caps::default();
+    let mut g = c.benchmark_group(format!("evaluate/{}", f.name));
+    g.bench_function("pooled_fresh_instance+guard", |b| {
+        b.iter(|| evaluate_and_guard(pooled, f, &caps))
+    });
+    g.bench_function("on_demand_fresh_instance+guard", |b| {
+        b.iter(|| evaluate_and_guard(on_demand, f, &caps))
+    });
+    g.bench_function("naive_baseline", |b| {
+        b.iter(|| naive.evaluate_and_guard(f, &caps))
+    });
+    g.finish();
+    let mut g = c.benchmark_group("mapping");
+    g.bench_function("stripe_json_parse+map_20_items", |b| {
+        b.iter(|| {
+            let s: stripe_checkout::CheckoutSession =
+                serde_json::from_slice(black_box(&f.json)).expect("parses");
+            mapping::checkout_session(&s)
+        })
+    });
+    let parsed: stripe_checkout::CheckoutSession =
+        serde_json::from_slice(&f.json).expect("parses");
+    g.bench_function("map_only_20_items", |b| {
+        b.iter(|| mapping::checkout_session(black_box(&parsed)))
+    });
+    g.finish();
+}
+
+/// Per-iteration samples: median, p99 and mean, in microseconds.
+fn percentiles(mut run: impl FnMut(), iterations: usize) -> (f64, f64, f64) {
+    for _ in 0..iterations / 10 {
+        run();
+    }
+    let mut samples: Vec<Duration> = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        run();
+        samples.push(t.elapsed());
+    }
+    samples.sort_unstable();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mean = samples.iter().map(|d| us(*d)).sum::<f64>() / samples.len() as f64;
+    (
+        us(samples[samples.len() / 2]),
+        us(samples[samples.len() * 99 / 100]),
+        mean,
+    )
+}
+
+fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
+    let caps = policy_engine::Caps::default();
+    let n: usize = std::env::var("BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let base = percentiles(
+        || {
+            black_box(naive.evaluate_and_guard(f, &caps));
+        },
+        n,
+    );
+    let rows = [
+        ("naive baseline", base),
+        (
+            "on-demand + InstancePre",
+            percentiles(
+                || {
+                    black_box(evaluate_and_guard(on_demand, f, &caps));
+                },
+                n,
+            ),
+        ),
+        (
+            "pooled + CoW + InstancePre",
+            percentiles(
+                || {
+                    black_box(evaluate_and_guard(pooled, f, &caps));
+                },
+                n,
+            ),
+        ),
+    ];
+    println!(
+        "\n{} on a 20-line-item session, fresh instance + call + guard, {n} iterations each:",
+        f.name
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>14}",
+        "approach", "median µs", "p99 µs", "mean µs", "median/naive"
+    );
+    for (name, (median, p99, mean)) in rows {
+        println!(
+            "{name:<28} {median:>10.1} {p99:>10.1} {mean:>10.1} {:>14.3}",
+            median / base.0
+        );
+    }
+    let parsed = percentiles(
+        || {
+            let s: stripe_checkout::CheckoutSession =
+                serde_json::from_slice(black_box(&f.json)).expect("parses");
+            black_box(mapping::checkout_session(&s));
+        },
+        n,
+    );
+    println!(
+        "stripe JSON parse + map (20 items): median {:.1} µs, p99 {:.1} µs",
+        parsed.0, parsed.1
+    );
+    breakdown(f, &PoolSettings::default(), n);
+}
+
+fn main() {
+    let name = std::env::var("BENCH_POLICY").unwrap_or_else(|_| "loyalty-tier".into());
+    let Some(f) = fixture(&name) else {
+        eprintln!(
+            "{name}.wasm not found in {}: run scripts/build-policies.sh first",
+            policy_dir().display()
+        );
+        return;
+    };
+    let pooled = engine_with(PoolSettings::default())
+        .load(&f.name, &f.wasm, f.settings.clone())
+        .expect("loads pooled");
+    assert!(pooled.pooled, "the policy fits the pool");
+    let on_demand = engine_with(PoolSettings {
+        enabled: false,
+        ..PoolSettings::default()
+    })
+    .load(&f.name, &f.wasm, f.settings.clone())
+    .expect("loads on demand");
+    let naive = Naive::new(&f);
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c, &f, &pooled, &on_demand, &naive);
+    c.final_summary();
+    // `cargo bench` passes --bench; `cargo test --benches` does not: no timing loop then.
+    if std::env::args().any(|a| a == "--bench") {
+        report(&f, &pooled, &on_demand, &naive);
+    }
+}

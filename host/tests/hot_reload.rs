@@ -1,0 +1,516 @@
+//! Hot reload through the real host: files change in the policy directory while
+//! storefront requests keep flowing against the Stripe emulator.
+
+mod common;
+
+use common::tempdir::TempDir;
+use common::{built_policies, workspace, Host, Stripe};
+use policy_engine::engine::content_hash;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ROUTE: &str = "/apply-cart-discount";
+
+/// Settings of version A: cart-threshold, 10 % (12.00 off a 120.00 cart).
+fn settings_a() -> String {
+    format!("routes = [\"{ROUTE}\"]\n[config]\nthreshold = \"10000\"\npercent = \"10\"\ncap = \"2000\"\nname = \"Version A\"\n")
+}
+
+/// Settings of version B: cart-threshold, 20 % (24.00 off).
+fn settings_b() -> String {
+    format!("routes = [\"{ROUTE}\"]\n[config]\nthreshold = \"10000\"\npercent = \"20\"\ncap = \"5000\"\nname = \"Version B\"\n")
+}
+
+/// Settings of version L: loyalty-tier on the same route, gold 15 % (18.00 off).
+fn settings_l() -> String {
+    format!("routes = [\"{ROUTE}\"]\n[config]\nmetadata_key = \"tier\"\n\"tier.gold\" = \"15\"\n")
+}
+
+fn component(name: &str) -> Vec<u8> {
+    std::fs::read(built_policies().join(format!("{name}.wasm"))).unwrap()
+}
+
+/// A good version: its label, component and settings.
+#[derive(Clone)]
+struct Version {
+    label: &'static str,
+    wasm: Vec<u8>,
+    toml: String,
+}
+
+fn version(label: &'static str) -> Version {
+    match label {
+        "A" => Version {
+            label,
+            wasm: component("cart-threshold"),
+            toml: settings_a(),
+        },
+        "B" => Version {
+            label,
+            wasm: component("cart-threshold"),
+            toml: settings_b(),
+        },
+        _ => Version {
+            label: "L",
+            wasm: component("loyalty-tier"),
+            toml: settings_l(),
+        },
+    }
+}
+
+/// Which good version answered, from the decision and the updated session.
+fn label_of(body: &Value) -> Option<&'static str> {
+    let coupon = &body["value"]["decision"]["coupon_data"];
+    let discount = body["value"]["session"]["amount_discount"].as_i64();
+    match (
+        coupon["name"].as_str(),
+        coupon["amount_off"].as_i64(),
+        coupon["percent_off"].as_f64(),
+        discount,
+    ) {
+        (Some("Version A"), Some(1_200), None, Some(1_200)) => Some("A"),
+        (Some("Version B"), Some(2_400), None, Some(2_400)) => Some("B"),
+        (Some("Gold member discount"), None, Some(p), Some(1_800)) if p == 15.0 => Some("L"),
+        _ => None,
+    }
+}
+
+/// Writes a file the way careful tools do: a hidden temporary file, then a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Puts a version in place as plain files (settings first, then the component).
+fn deploy(dir: &Path, name: &str, v: &Version) {
+    write_atomic(&dir.join(format!("{name}.toml")), v.toml.as_bytes());
+    write_atomic(&dir.join(format!("{name}.wasm")), &v.wasm);
+}
+
+/// A component with a unique custom section first: same behaviour, new content hash
+/// (and so a compile, not a cache hit), even when truncated.
+fn unique(wasm: Vec<u8>, tag: &str) -> Vec<u8> {
+    let name = b"hot-reload-test";
+    let payload = format!(
+        "{tag}-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload.as_bytes());
+    let mut out = wasm[..8].to_vec();
+    out.push(0);
+    leb128(&mut out, section.len());
+    out.extend_from_slice(&section);
+    out.extend_from_slice(&wasm[8..]);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A component of another world: the hostile build's `wrong-world` when present
+/// (scripts/build-test-policies.sh), else a minimal component exporting `run: func() -> u32`.
+fn wrong_world() -> Vec<u8> {
+    let built = workspace().join("target/test-policies/wrong-world.wasm");
+    if let Ok(bytes) = std::fs::read(built) {
+        return bytes;
+    }
+    let module: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // core module header
+        0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: () -> i32
+        0x03, 0x02, 0x01, 0x00, // func 0: type 0
+        0x07, 0x07, 0x01, 0x03, b'r', b'u', b'n', 0x00, 0x00, // export "run"
+        0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x2a, 0x0b, // body: i32.const 42
+    ];
+    let mut c = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    c.push(0x01); // core module section
+    leb128(&mut c, module.len());
+    c.extend_from_slice(module);
+    c.extend_from_slice(&[0x02, 0x04, 0x01, 0x00, 0x00, 0x00]); // core instance of module 0
+    c.extend_from_slice(&[
+        0x06, 0x09, 0x01, 0x00, 0x00, 0x01, 0x00, 0x03, b'r', b'u', b'n',
+    ]); // alias core func
+    c.extend_from_slice(&[0x07, 0x05, 0x01, 0x40, 0x00, 0x00, 0x79]); // type: func() -> u32
+    c.extend_from_slice(&[0x08, 0x06, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00]); // canon lift
+    c.extend_from_slice(&[
+        0x0b, 0x09, 0x01, 0x00, 0x03, b'r', b'u', b'n', 0x01, 0x00, 0x00,
+    ]); // export "run"
+    c
+}
+
+/// The status of one policy, or Null.
+async fn status_of(host: &Host, name: &str) -> Value {
+    let all = host.get_json("/admin/policies").await;
+    all.as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Polls the status API (up to 15 s) until `pred` holds for the policy.
+async fn wait_status(host: &Host, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = status_of(host, name).await;
+        if pred(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status of {name} never showed {what}: {s:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The serving version and settings of a good version, as the status reports them.
+fn serves(s: &Value, v: &Version) -> bool {
+    let settings = policy_engine::PolicySettings::from_toml(&v.toml).unwrap();
+    s["version"] == content_hash(&v.wasm).as_str()
+        && s["settings_digest"] == settings.digest().as_str()
+}
+
+/// A failure of this component in the history, and `last_error` set.
+fn failed_with(s: &Value, wasm: &[u8]) -> bool {
+    let version = content_hash(wasm);
+    s["last_error"].is_string()
+        && s["history"].as_array().is_some_and(|h| {
+            h.iter()
+                .any(|e| e["outcome"] == "failed" && e["version"] == version.as_str())
+        })
+}
+
+fn history(s: &Value) -> Vec<Value> {
+    s["history"].as_array().cloned().unwrap_or_default()
+}
+
+async fn gold_session(stripe: &Stripe) -> String {
+    let customer = stripe.customer(json!({"tier": "gold"})).await;
+    stripe.session("usd", &[(6_000, 2)], Some(&customer)).await
+}
+
+/// A ConfigMap volume: `..<stamp>/` directories, the `..data` symlink to the
+/// current one, and `name.ext -> ..data/name.ext` symlinks.
+struct ConfigMap {
+    dir: PathBuf,
+    generation: u32,
+}
+
+impl ConfigMap {
+    fn new(dir: &Path) -> ConfigMap {
+        ConfigMap {
+            dir: dir.to_path_buf(),
+            generation: 0,
+        }
+    }
+
+    /// Publishes a new set of files the way the kubelet does: a new timestamped
+    /// directory, `..data_tmp` pointing at it renamed over `..data`, the old one removed.
+    fn publish(&mut self, files: &[(&str, &[u8])]) {
+        self.generation += 1;
+        let stamp = format!(
+            "..2026_11_26_14_00_{:02}.{}",
+            self.generation,
+            std::process::id()
+        );
+        let new_dir = self.dir.join(&stamp);
+        std::fs::create_dir(&new_dir).unwrap();
+        for (file, bytes) in files {
+            std::fs::write(new_dir.join(file), bytes).unwrap();
+        }
+        let old = std::fs::read_link(self.dir.join("..data")).ok();
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&stamp, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+        for (file, _) in files {
+            let link = self.dir.join(file);
+            if std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
+                continue;
+            }
+            // A key new to the volume (or plain files before): its symlink, swapped in atomically.
+            let tmp = self.dir.join(format!(".{file}.link"));
+            std::os::unix::fs::symlink(format!("..data/{file}"), &tmp).unwrap();
+            std::fs::rename(&tmp, &link).unwrap();
+        }
+        if let Some(old) = old {
+            std::fs::remove_dir_all(self.dir.join(old)).ok();
+        }
+    }
+}
+
+/// Publishes the `promo` policy through a ConfigMap swap or as plain files.
+fn publish(cm: &mut ConfigMap, configmap: bool, wasm: &[u8], toml: &[u8]) {
+    if configmap {
+        cm.publish(&[("promo.wasm", wasm), ("promo.toml", toml)]);
+    } else {
+        write_atomic(&cm.dir.join("promo.toml"), toml);
+        write_atomic(&cm.dir.join("promo.wasm"), wasm);
+    }
+}
+
+/// What one storefront request saw.
+struct Seen {
+    started: Instant,
+    ended: Instant,
+    outcome: Result<Option<&'static str>, String>,
+}
+
+/// When a serving state (a good version, or `None` for removed) was written and
+/// when the status API confirmed it.
+struct Deployed {
+    label: Option<&'static str>,
+    written: Instant,
+    confirmed: Instant,
+}
+
+/// Whether a request over [started, ended] may have seen this state: it was
+/// written before the request ended, and not yet replaced when it started.
+fn possible(timeline: &[Deployed], label: Option<&str>, started: Instant, ended: Instant) -> bool {
+    timeline.iter().enumerate().any(|(i, d)| {
+        d.label == label
+            && d.written <= ended
+            && timeline
+                .get(i + 1)
+                .is_none_or(|next| next.confirmed >= started)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reload_storm_under_load_serves_only_good_versions() {
+    let stripe = Stripe::start().await;
+    let dir = TempDir::new();
+    let name = "promo";
+    let a = version("A");
+    let b = version("B");
+    let l = version("L");
+    let mut timeline = vec![];
+    let written = Instant::now();
+    deploy(dir.path(), name, &a);
+    let host = Arc::new(Host::start(
+        &stripe.url(),
+        dir.path(),
+        "[reload]\nwatch = true\ndebounce_ms = 30\nsettle_ms = 60\n",
+    ));
+    wait_status(&host, name, "version A", |s| serves(s, &a)).await;
+    timeline.push(Deployed {
+        label: Some("A"),
+        written,
+        confirmed: Instant::now(),
+    });
+
+    // Eight workers, each on its own gold customer's session, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+    let mut workers = vec![];
+    for _ in 0..8 {
+        let session = gold_session(&stripe).await;
+        let (host, stop, seen) = (host.clone(), stop.clone(), seen.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let r = host
+                    .http
+                    .post(format!("{}{ROUTE}", host.url))
+                    .json(&json!({"checkout_session_id": session}))
+                    .send()
+                    .await;
+                let outcome = match r {
+                    Err(e) => Err(format!("transport: {e}")),
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let text = r.text().await.unwrap_or_default();
+                        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                        match status {
+                            200 => label_of(&body)
+                                .map(Some)
+                                .ok_or(format!("200 from no good version: {text}")),
+                            404 if body["type"] == "error"
+                                && body["message"] == "This discount is not available." =>
+                            {
+                                // A retired route: do not spin while it is gone.
+                                tokio::time::sleep(Duration::from_millis(2)).await;
+                                Ok(None)
+                            }
+                            _ => Err(format!("{status}: {text}")),
+                        }
+                    }
+                };
+                seen.lock().unwrap().push(Seen {
+                    started,
+                    ended: Instant::now(),
+                    outcome,
+                });
+            }
+        }));
+    }
+
+    let mut reloads = 0;
+    let mut failures = 0;
+    let mut cm = ConfigMap::new(dir.path());
+    let cycles = 6;
+    for cycle in 0..cycles {
+        // Odd cycles publish through ConfigMap `..data` swaps, even ones through plain files.
+        let configmap = cycle % 2 == 1;
+        let plan: [(&str, Option<&Version>); 8] = [
+            ("good", Some(&b)),
+            ("garbage", None),
+            ("good", Some(&l)),
+            ("truncated", None),
+            ("wrong-world", None),
+            ("good", Some(&a)),
+            ("remove", None),
+            ("good", Some(&l)),
+        ];
+        let mut serving = timeline.last().unwrap().label;
+        for (kind, good) in plan {
+            let written = Instant::now();
+            match (kind, good) {
+                ("good", Some(v)) => {
+                    publish(&mut cm, configmap, &v.wasm, v.toml.as_bytes());
+                    wait_status(&host, name, v.label, |s| serves(s, v)).await;
+                    timeline.push(Deployed {
+                        label: Some(v.label),
+                        written,
+                        confirmed: Instant::now(),
+                    });
+                    serving = Some(v.label);
+                }
+                ("remove", _) => {
+                    if configmap {
+                        // A key dropped from the ConfigMap: its symlinks go with the swap.
+                        cm.publish(&[]);
+                    }
+                    std::fs::remove_file(dir.path().join("promo.wasm")).unwrap();
+                    std::fs::remove_file(dir.path().join("promo.toml")).unwrap();
+                    let s = wait_status(&host, name, "removed", |s| s["version"].is_null()).await;
+                    assert_eq!(history(&s).last().unwrap()["outcome"], "removed", "{s:#}");
+                    timeline.push(Deployed {
+                        label: None,
+                        written,
+                        confirmed: Instant::now(),
+                    });
+                    let gone = host
+                        .post(ROUTE, json!({"checkout_session_id": "cs_test_x"}))
+                        .await;
+                    assert_eq!(gone.status, 404, "{:?}", gone.body);
+                    assert_eq!(gone.body["message"], "This discount is not available.");
+                    serving = None;
+                }
+                (bad, _) => {
+                    let base = match serving {
+                        Some("L") => &a.wasm,
+                        _ => &l.wasm,
+                    };
+                    let wasm = match bad {
+                        "garbage" => {
+                            format!("garbage bytes, cycle {cycle}: not a component at all")
+                                .into_bytes()
+                        }
+                        "truncated" => unique(base.clone(), &format!("truncated-{cycle}"))
+                            [..base.len() * 2 / 3]
+                            .to_vec(),
+                        _ => unique(wrong_world(), &format!("wrong-world-{cycle}")),
+                    };
+                    let current_toml = match serving {
+                        Some("A") => a.toml.clone(),
+                        Some("B") => b.toml.clone(),
+                        _ => l.toml.clone(),
+                    };
+                    publish(&mut cm, configmap, &wasm, current_toml.as_bytes());
+                    let s = wait_status(&host, name, &format!("the {bad} failure"), |s| {
+                        failed_with(s, &wasm)
+                    })
+                    .await;
+                    let error = s["last_error"].as_str().unwrap().to_string();
+                    match bad {
+                        "garbage" => {
+                            assert!(error.contains("not a WebAssembly component"), "{error}")
+                        }
+                        "wrong-world" => assert!(error.contains("world"), "{error}"),
+                        _ => {}
+                    }
+                    // The last good version keeps serving.
+                    let last = [&a, &b, &l]
+                        .into_iter()
+                        .find(|v| Some(v.label) == serving)
+                        .unwrap();
+                    assert!(serves(&s, last), "after {bad}: {s:#}");
+                    failures += 1;
+                }
+            }
+            reloads += 1;
+        }
+    }
+    // Let the workers see the last version for a moment, then stop them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    assert!(
+        reloads >= 48 && failures == cycles * 3,
+        "{reloads} reloads, {failures} failures"
+    );
+    // The status API shows every failure.
+    let s = status_of(&host, name).await;
+    let failed_events = history(&s)
+        .iter()
+        .filter(|e| e["outcome"] == "failed")
+        .count();
+    assert!(
+        failed_events >= failures,
+        "{failed_events} failures in history: {s:#}"
+    );
+    let logged = host.logs().matches("policy failed to load").count();
+    assert!(logged >= failures, "{logged} failures logged");
+
+    let seen = seen.lock().unwrap();
+    let bad: Vec<&String> = seen
+        .iter()
+        .filter_map(|s| s.outcome.as_ref().err())
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} failed requests of {}: {:?}",
+        bad.len(),
+        seen.len(),
+        &bad[..bad.len().min(5)]
+    );
+    let mut by_label = std::collections::BTreeMap::new();
+    for s in seen.iter() {
+        let label = *s.outcome.as_ref().unwrap();
+        assert!(
+            possible(&timeline, label, s.started, s.ended),
+            "a response from {label:?} when that version could not have been serving"
+        );
+        *by_label.entry(label.unwrap_or("404")).or_insert(0) += 1;
+    }
+    eprintln!(
+        "{} requests during {reloads} reloads: {by_label:?}",
+        seen.len()
+    );
+    for label in ["A", "B", "L"] {
+        assert!(
+            by_label.get(label).is_some_and(|n| *n > 0),
+            "no response from {label}: {by_label:?}"
+        );
+    }
+}

@@ -1,0 +1,592 @@
+//! Operating the host: the decision audit log, Prometheus metrics, the admin API
+//! and its token, dry runs, health endpoints, request ids and JSON logs, and the
+//! SIGTERM drain. All against the real host binary and the emulator.
+
+mod common;
+
+use common::{copy_policy, policy_dir, tempdir::TempDir, Host, Stripe, ADMIN_TOKEN};
+use policy_engine::audit::AuditRecord;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+const ROUTE: &str = "/apply-cart-discount";
+
+/// A copy of cart-threshold under another name and route, with its config changed.
+fn variant(dir: &Path, name: &str, route: &str, config: &str, limits: &str) {
+    let built = common::built_policies();
+    std::fs::copy(
+        built.join("cart-threshold.wasm"),
+        dir.join(format!("{name}.wasm")),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.toml")),
+        format!("routes = [\"{route}\"]\n\n[config]\n{config}\n\n[limits]\n{limits}\n"),
+    )
+    .unwrap();
+}
+
+/// Reads the audit file until it holds `n` records.
+async fn audit_records(path: &Path, n: usize) -> Vec<AuditRecord> {
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let records: Vec<AuditRecord> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        if records.len() >= n {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "audit log has fewer than {n} records: {}",
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+fn by_session<'a>(records: &'a [AuditRecord], id: &str) -> &'a AuditRecord {
+    records
+        .iter()
+        .find(|r| r.session_id.as_deref() == Some(id))
+        .unwrap_or_else(|| panic!("no audit record for {id}"))
+}
+
+#[tokio::test]
+async fn audit_records_apply_clear_reject_and_failures() {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(&["cart-threshold"]);
+    variant(dir.path(), "cart-misconfigured", "/reject-cart", "cap = \"0\"", "");
+    variant(dir.path(), "cart-starved", "/starved-cart", "", "fuel = 2000");
+    let logs = TempDir::new();
+    let audit = logs.path().join("audit.jsonl");
+    let host = Host::start(
+        &stripe.url(),
+        dir.path(),
+        &format!(
+            "[audit]\nsink = \"file\"\npath = {:?}\n",
+            audit.display().to_string()
+        ),
+    );
+    let customer = stripe
+        .client
+        .create_customer(&json!({"email": "ada@example.com"}), None, None)
+        .await
+        .unwrap()
+        .body
+        .id;
+
+    let applied = stripe.session("usd", &[(6_000, 2)], Some(&customer)).await;
+    let cleared = stripe.session("usd", &[(4_000, 1)], None).await;
+    let rejected = stripe.session("usd", &[(6_000, 2)], None).await;
+    let stripe_failed = stripe.session("usd", &[(6_000, 2)], None).await;
+    let starved = stripe.session("usd", &[(6_000, 2)], None).await;
+
+    let a = host
+        .post(ROUTE, json!({"checkout_session_id": applied, "promo": "SPRING"}))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let a = host
+        .post(ROUTE, json!({"checkout_session_id": cleared}))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let rejected_before = stripe
+        .client
+        .retrieve_checkout_session_full(&rejected, None)
+        .await
+        .unwrap()
+        .body;
+    let a = host
+        .post("/reject-cart", json!({"checkout_session_id": rejected}))
+        .await;
+    assert_eq!(a.status, 422, "{:?}", a.body);
+    stripe
+        .fault(json!({"method": "POST", "path": format!("/v1/checkout/sessions/{stripe_failed}"), "count": 10, "status": 400, "error_type": "invalid_request_error", "message": "No such coupon"}))
+        .await;
+    let a = host
+        .post(ROUTE, json!({"checkout_session_id": stripe_failed}))
+        .await;
+    assert_eq!(a.status, 502, "{:?}", a.body);
+    let a = host
+        .post("/starved-cart", json!({"checkout_session_id": starved}))
+        .await;
+    assert_eq!(a.status, 500, "{:?}", a.body);
+    // Not a storefront route: no audit record.
+    host.post("/nope", json!({"checkout_session_id": applied}))
+        .await;
+
+    let records = audit_records(&audit, 5).await;
+    assert_eq!(records.len(), 5, "{records:#?}");
+
+    let r = by_session(&records, &applied);
+    assert_eq!(r.route, ROUTE);
+    assert_eq!(r.outcome, "applied");
+    assert_eq!(r.livemode, Some(false));
+    assert_eq!(r.policy.as_deref(), Some("cart-threshold"));
+    assert_eq!(r.version.as_ref().map(String::len), Some(64));
+    assert_eq!(r.input_digest.as_ref().map(String::len), Some(64));
+    assert_eq!(r.input.as_ref().unwrap()["promo"], "SPRING");
+    assert_eq!(r.decision.as_ref().unwrap().kind(), "apply");
+    assert_eq!(r.guard.verdict, "passed");
+    assert!(r
+        .stripe_request_id
+        .as_deref()
+        .is_some_and(|id| id.starts_with("req_")));
+    let before = r.amounts_before.as_ref().unwrap();
+    let after = r.amounts_after.as_ref().unwrap();
+    assert_eq!((before.amount_discount, before.amount_total), (0, Some(12_000)));
+    assert_eq!((after.amount_discount, after.amount_total), (1_200, Some(10_800)));
+    assert!(r.fuel.as_ref().is_some_and(|f| f.used > 0 && f.used < f.budget));
+    assert!(r.timing.total_us >= r.timing.evaluate_us && r.timing.evaluate_us > 0);
+    assert!(r.timing.retrieve_us > 0 && r.timing.update_us > 0);
+    assert!(!r.request_id.is_empty());
+    assert!(r.time.ends_with('Z') && r.time.len() == 24, "{}", r.time);
+    let c = r.customer.as_ref().unwrap();
+    assert_eq!(c.id.as_deref(), Some(customer.as_str()));
+    assert_eq!(c.email.as_deref(), Some("a***@example.com"));
+    // The raw line never holds the email.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(!text.contains("ada@example.com"));
+
+    let r = by_session(&records, &cleared);
+    assert_eq!(r.outcome, "cleared");
+    assert_eq!(r.decision.as_ref().unwrap().kind(), "clear");
+    assert_eq!(r.guard.verdict, "passed");
+    assert!(r.stripe_request_id.is_some());
+    assert_eq!(r.amounts_after.as_ref().unwrap().amount_total, Some(4_000));
+
+    let r = by_session(&records, &rejected);
+    assert_eq!(r.outcome, "rejected");
+    assert_eq!(r.policy.as_deref(), Some("cart-misconfigured"));
+    assert_eq!(r.decision.as_ref().unwrap().kind(), "reject");
+    assert_eq!(r.guard.verdict, "passed");
+    assert_eq!(r.stripe_request_id, None);
+    assert_eq!(r.amounts_after, r.amounts_before);
+    // The digest is reproducible from the session as Stripe returns it: what replay checks.
+    let request = policy_engine::mapping::policy_request("/reject-cart", &Default::default());
+    assert_eq!(
+        r.input_digest.as_deref(),
+        Some(policy_engine::audit::input_digest(&rejected_before, &request).as_str())
+    );
+
+    let r = by_session(&records, &stripe_failed);
+    assert_eq!(r.outcome, "stripe_error");
+    assert_eq!(r.decision.as_ref().unwrap().kind(), "apply");
+    assert_eq!(r.guard.verdict, "passed");
+    assert!(r.error.as_deref().unwrap().contains("No such coupon"));
+    assert!(r.stripe_request_id.is_some());
+    assert_eq!(r.amounts_after, None);
+
+    let r = by_session(&records, &starved);
+    assert_eq!(r.outcome, "policy_failed");
+    assert_eq!(r.decision, None);
+    assert_eq!(r.guard.verdict, "not_run");
+    assert!(r.error.as_deref().unwrap().contains("fuel"), "{:?}", r.error);
+    assert_eq!(r.fuel.as_ref().map(|f| f.used), Some(2_000));
+
+    // The same records, newest last, for the dashboard.
+    let recent = host.get_json("/admin/decisions").await;
+    assert_eq!(recent.as_array().unwrap().len(), 5);
+    assert_eq!(recent[0]["session_id"], applied.as_str());
+}
+
+/// The value of one sample in a Prometheus text exposition (0 when absent).
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|(_, v)| v.parse::<f64>().unwrap())
+        .sum()
+}
+
+async fn scrape(host: &Host) -> String {
+    let r = reqwest::get(format!("{}/metrics", host.url)).await.unwrap();
+    assert_eq!(r.status(), 200, "metrics need no token");
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn metrics_are_exposed_and_count() {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(&["cart-threshold"]);
+    variant(dir.path(), "cart-starved", "/starved-cart", "", "fuel = 2000");
+    let host = Host::start(
+        &stripe.url(),
+        dir.path(),
+        "[caps.max_amount_off]\nusd = 1000\n[stripe]\ninitial_retry_delay_ms = 10\n",
+    );
+    let before = scrape(&host).await;
+    assert_eq!(sample(&before, "discount_policies_loaded", &[]), 2.0);
+    assert_eq!(
+        sample(&before, "discount_policy_info", &[("policy", "cart-threshold")]),
+        1.0
+    );
+    assert!(sample(&before, "discount_policy_reloads_total", &[("outcome", "changed")]) >= 1.0);
+    let cleared = [("route", ROUTE), ("outcome", "cleared")];
+    assert_eq!(sample(&before, "discount_requests_total", &cleared), 0.0);
+
+    // Cleared, after one retried 500 on the update.
+    let small = stripe.session("usd", &[(4_000, 1)], None).await;
+    stripe
+        .fault(json!({"method": "POST", "path": format!("/v1/checkout/sessions/{small}"), "count": 1, "status": 500}))
+        .await;
+    assert_eq!(
+        host.post(ROUTE, json!({"checkout_session_id": small}))
+            .await
+            .status,
+        200
+    );
+    // 10 % of 150.00 is 15.00, over the 10.00 cap: the guard refuses.
+    let big = stripe.session("usd", &[(15_000, 1)], None).await;
+    assert_eq!(
+        host.post(ROUTE, json!({"checkout_session_id": big}))
+            .await
+            .status,
+        500
+    );
+    let starved = stripe.session("usd", &[(15_000, 1)], None).await;
+    assert_eq!(
+        host.post("/starved-cart", json!({"checkout_session_id": starved}))
+            .await
+            .status,
+        500
+    );
+    // Unknown session: a Stripe 404.
+    host.post(ROUTE, json!({"checkout_session_id": "cs_test_missing"}))
+        .await;
+
+    let after = scrape(&host).await;
+    let d = |name: &str, labels: &[(&str, &str)]| sample(&after, name, labels) - sample(&before, name, labels);
+    assert_eq!(d("discount_requests_total", &cleared), 1.0, "{after}");
+    assert_eq!(
+        d("discount_requests_total", &[("route", ROUTE), ("outcome", "guard_refused")]),
+        1.0
+    );
+    assert_eq!(
+        d("discount_requests_total", &[("route", ROUTE), ("outcome", "unknown_session")]),
+        1.0
+    );
+    assert_eq!(
+        d("discount_guard_rejections_total", &[("policy", "cart-threshold")]),
+        1.0
+    );
+    assert_eq!(
+        d("discount_policy_failures_total", &[("policy", "cart-starved"), ("kind", "fuel_exhausted")]),
+        1.0
+    );
+    assert_eq!(
+        d("discount_decisions_total", &[("policy", "cart-threshold"), ("decision", "clear")]),
+        1.0
+    );
+    assert_eq!(
+        d("discount_policy_evaluation_seconds_count", &[("policy", "cart-threshold")]),
+        2.0
+    );
+    assert_eq!(
+        d("discount_policy_fuel_used_count", &[("policy", "cart-threshold")]),
+        2.0
+    );
+    assert!(d("discount_policy_fuel_used_sum", &[("policy", "cart-threshold")]) > 0.0);
+    assert_eq!(
+        d("discount_stripe_request_seconds_count", &[("operation", "update_session")]),
+        1.0
+    );
+    assert_eq!(
+        d("discount_stripe_request_seconds_count", &[("operation", "retrieve_session")]),
+        4.0
+    );
+    assert_eq!(
+        d("discount_stripe_retries_total", &[("operation", "update_session")]),
+        1.0
+    );
+    assert_eq!(
+        d("discount_stripe_errors_total", &[("operation", "retrieve_session"), ("kind", "api_4xx")]),
+        1.0
+    );
+
+    // A reload that fails to load counts as a load failure.
+    std::fs::write(dir.path().join("broken.wasm"), b"not wasm").unwrap();
+    std::fs::write(dir.path().join("broken.toml"), "routes = [\"/broken\"]\n").unwrap();
+    let r = host
+        .http
+        .post(format!("{}/admin/reload", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let after = scrape(&host).await;
+    assert_eq!(
+        sample(&after, "discount_policy_load_failures_total", &[("policy", "broken")]),
+        1.0
+    );
+    assert!(sample(&after, "discount_policy_reloads_total", &[("outcome", "failed")]) >= 1.0);
+}
+
+#[tokio::test]
+async fn admin_api_refuses_a_missing_or_wrong_token() {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(&["cart-threshold"]);
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    let plain = reqwest::Client::new();
+    let calls = [
+        ("GET", "/admin/policies"),
+        ("POST", "/admin/reload"),
+        ("GET", "/admin/decisions"),
+        ("POST", "/admin/dry-run"),
+    ];
+    for (method, path) in calls {
+        let url = format!("{}{path}", host.url);
+        let m: reqwest::Method = method.parse().unwrap();
+        let none = plain.request(m.clone(), &url).send().await.unwrap();
+        assert_eq!(none.status(), 401, "{method} {path} without a token");
+        assert!(none.headers().contains_key("www-authenticate"));
+        for wrong in ["Bearer nope", &format!("Bearer {ADMIN_TOKEN}x"), ADMIN_TOKEN, &format!("Basic {ADMIN_TOKEN}")] {
+            let r = plain
+                .request(m.clone(), &url)
+                .header("authorization", wrong)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "{method} {path} with {wrong:?}");
+        }
+    }
+    let ok = plain
+        .get(format!("{}/admin/policies", host.url))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let status: Value = ok.json().await.unwrap();
+    assert_eq!(status[0]["name"], "cart-threshold");
+    // The page shell is public (it holds no data); health needs no token.
+    for path in ["/dashboard", "/healthz", "/livez", "/readyz"] {
+        let r = plain.get(format!("{}{path}", host.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+
+    // Without a token configured the admin API is off, even for a client that sends one.
+    let off = Host::start_env(
+        &stripe.url(),
+        dir.path(),
+        "",
+        &[("DISCOUNT_HOST_ADMIN_TOKEN", "")],
+    );
+    for path in ["/admin/policies", "/dashboard"] {
+        let r = off.http.get(format!("{}{path}", off.url)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path} with the admin API off");
+    }
+    let r = off.http.get(format!("{}/readyz", off.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn readiness_needs_a_loaded_policy() {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(&[]);
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    let get = |path: &'static str| {
+        let url = format!("{}{path}", host.url);
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get("/livez").await, 200);
+    assert_eq!(get("/healthz").await, 200);
+    assert_eq!(get("/readyz").await, 503);
+    copy_policy("cart-threshold", dir.path());
+    let mut ready = false;
+    for _ in 0..200 {
+        if get("/readyz").await == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "ready once a policy is loaded");
+}
+
+#[tokio::test]
+async fn dry_run_evaluates_without_updating_stripe() {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(&["cart-threshold", "loyalty-tier"]);
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    let id = stripe.session("usd", &[(6_000, 2)], None).await;
+    let dry_run = |body: Value| {
+        let http = host.http.clone();
+        let url = format!("{}/admin/dry-run", host.url);
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (status, d) = dry_run(json!({"policy": "cart-threshold", "checkout_session_id": id})).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["source"], "stripe");
+    assert_eq!(d["decision"]["type"], "apply");
+    assert_eq!(d["decision"]["coupon_data"]["amount_off"], 1_200);
+    assert_eq!(d["guard"]["verdict"], "passed");
+    assert_eq!(d["amounts_before"]["amount_total"], 12_000);
+    assert_eq!(d["totals"]["amount_discount"], 1_200);
+    assert_eq!(d["totals"]["amount_total"], 10_800);
+    assert_eq!(d["totals"]["line_discounts"], json!([1_200]));
+    assert!(d["cost"]["fuel_used"].as_u64().unwrap() > 0);
+    assert!(d["logs"].as_array().is_some_and(|l| !l.is_empty()), "{d}");
+    assert_eq!(d["updated"], false);
+
+    // The same session as a fixture, by route: the same decision and digest, no retrieve.
+    let fixture = stripe
+        .client
+        .retrieve_checkout_session_full_json(&id, None)
+        .await
+        .unwrap()
+        .body;
+    let gets_before = stripe.requests().await.len();
+    let (status, f) = dry_run(json!({"route": ROUTE, "session": fixture})).await;
+    assert_eq!(status, 200, "{f}");
+    assert_eq!(f["source"], "fixture");
+    assert_eq!(f["decision"], d["decision"]);
+    assert_eq!(f["input_digest"], d["input_digest"]);
+    assert_eq!(stripe.requests().await.len(), gets_before, "a fixture dry run calls no Stripe");
+
+    // A policy that clears: the preview drops the discount.
+    let (status, c) = dry_run(json!({"policy": "loyalty-tier", "checkout_session_id": id})).await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["decision"]["type"], "clear");
+    assert_eq!(c["totals"]["amount_total"], 12_000);
+
+    let (status, e) = dry_run(json!({"policy": "nope", "checkout_session_id": id})).await;
+    assert_eq!(status, 404, "{e}");
+    let (status, _) = dry_run(json!({"checkout_session_id": id})).await;
+    assert_eq!(status, 400, "two policies loaded: one must be named");
+
+    // Nothing was written: no POST reached the session, its discount is untouched,
+    // and no audit record was made.
+    assert!(stripe.updates_of(&id).await.is_empty());
+    let posts: Vec<Value> = stripe
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r["method"] == "POST" && r["path"] != "/v1/checkout/sessions" && r["path"] != "/v1/customers")
+        .collect();
+    assert!(posts.is_empty(), "{posts:?}");
+    assert_eq!(
+        stripe.get_session(&id).await["total_details"]["amount_discount"],
+        0
+    );
+    assert_eq!(host.get_json("/admin/decisions").await, json!([]));
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(&["cart-threshold"]);
+    let mut host = Host::start(&stripe.url(), dir.path(), "");
+    let id = stripe.session("usd", &[(6_000, 2)], None).await;
+    // The retrieve stalls, so the request is in flight when SIGTERM arrives.
+    stripe
+        .fault(json!({"method": "GET", "path": format!("/v1/checkout/sessions/{id}"), "count": 1, "delay_ms": 1500}))
+        .await;
+    let url = format!("{}{ROUTE}", host.url);
+    let in_flight = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"checkout_session_id": id}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    // Wait until the host's retrieve reached the emulator and is stalled there.
+    wait_fault_taken(&stripe).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &host.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, body) = in_flight.await.unwrap();
+    assert_eq!(code, 200, "the in-flight request finished: {body}");
+    assert_eq!(body["value"]["decision"]["type"], "apply");
+    let exit = host
+        .wait_exit(Duration::from_secs(15))
+        .expect("the host exits after draining");
+    assert!(exit.success(), "{exit:?}");
+    assert!(host.logs().contains("draining"));
+}
+
+/// Waits until every armed fault has been taken by a request.
+async fn wait_fault_taken(stripe: &Stripe) {
+    for _ in 0..500 {
+        let faults: Value = stripe
+            .http
+            .get(format!("{}/_emulator/faults", stripe.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let armed = faults
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["remaining"].as_u64().unwrap_or(0) > 0);
+        if !armed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the host never reached the stalled Stripe call");
+}
+
+#[tokio::test]
+async fn requests_carry_an_id_in_json_logs() {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(&["cart-threshold"]);
+    let host = Host::start_env(
+        &stripe.url(),
+        dir.path(),
+        "",
+        &[("DISCOUNT_HOST_LOG_FORMAT", "json")],
+    );
+    let id = stripe.session("usd", &[(6_000, 2)], None).await;
+    let r = host
+        .http
+        .post(format!("{}{ROUTE}", host.url))
+        .header("x-request-id", "ops-test-req-1")
+        .json(&json!({"checkout_session_id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "ops-test-req-1");
+    let generated = host
+        .http
+        .get(format!("{}/healthz", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(generated.headers()["x-request-id"].len() >= 16);
+
+    let logs = host.wait_for_log("storefront request served").await;
+    let served: Value = logs
+        .lines()
+        .filter(|l| l.contains("storefront request served"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .next()
+        .unwrap();
+    assert_eq!(served["span"]["request_id"], "ops-test-req-1", "{served}");
+    assert_eq!(served["span"]["session"], id.as_str(), "{served}");
+    assert_eq!(served["span"]["route"], ROUTE, "{served}");
+}
