@@ -182,7 +182,7 @@ fn breakdown(f: &Fixture, pool: &PoolSettings, n: usize) {
     let mut config = Config::new();
     pool.apply(&mut config);
     if std::env::var_os("XDYN").is_some() {
-        config.memory_reservation(0).memory_guard_size(0).guard_before_linear_memory(false).memory_reservation_for_growth(0);
+        config.memory_reservation(1 << 30).memory_guard_size(0).guard_before_linear_memory(false).memory_reservation_for_growth(0).signals_based_traps(false);
     }
     let raw = Naive::with_config(f, config);
     let pre = raw.linker.instantiate_pre(&raw.component).expect("pre");
