@@ -8,13 +8,13 @@
 //! (`BENCH_POLICY=cart-threshold` picks the other example; `BENCH_POLICY_DIR` another dir).
 
 use criterion::Criterion;
-use std::hint::black_box;
 use policy_engine::bindings::{self, stripe_discount::policy::host, DiscountPolicy};
 use policy_engine::{
     guard, mapping, CheckoutSession, Clock, EngineConfig, Policy, PolicyEngine, PolicyRequest,
     PolicySettings, PoolSettings,
 };
 use std::collections::BTreeMap;
+use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -181,9 +181,6 @@ impl Naive {
 fn breakdown(f: &Fixture, pool: &PoolSettings, n: usize) {
     let mut config = Config::new();
     pool.apply(&mut config);
-    if std::env::var_os("XDYN").is_some() {
-        config.memory_reservation(1 << 30).memory_guard_size(0).guard_before_linear_memory(false).memory_reservation_for_growth(0).signals_based_traps(false);
-    }
     let raw = Naive::with_config(f, config);
     let pre = raw.linker.instantiate_pre(&raw.component).expect("pre");
     let pre = bindings::DiscountPolicyPre::new(pre).expect("world");
@@ -244,8 +241,7 @@ fn bench(c: &mut Criterion, f: &Fixture, pooled: &Policy, on_demand: &Policy, na
             mapping::checkout_session(&s)
         })
     });
-    let parsed: stripe_checkout::CheckoutSession =
-        serde_json::from_slice(&f.json).expect("parses");
+    let parsed: stripe_checkout::CheckoutSession = serde_json::from_slice(&f.json).expect("parses");
     g.bench_function("map_only_20_items", |b| {
         b.iter(|| mapping::checkout_session(black_box(&parsed)))
     });
@@ -344,6 +340,13 @@ fn main() {
         );
         return;
     };
+    if let Some(n) = std::env::var("BENCH_BREAKDOWN_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        breakdown(&f, &PoolSettings::default(), n);
+        return;
+    }
     let pooled = engine_with(PoolSettings::default())
         .load(&f.name, &f.wasm, f.settings.clone())
         .expect("loads pooled");

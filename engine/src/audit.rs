@@ -184,12 +184,19 @@ impl AuditCustomer {
             if mask {
                 a.country.clone().unwrap_or_default()
             } else {
-                [&a.line1, &a.line2, &a.postal_code, &a.city, &a.state, &a.country]
-                    .iter()
-                    .filter_map(|p| p.as_deref())
-                    .filter(|p| !p.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                [
+                    &a.line1,
+                    &a.line2,
+                    &a.postal_code,
+                    &a.city,
+                    &a.state,
+                    &a.country,
+                ]
+                .iter()
+                .filter_map(|p| p.as_deref())
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ")
             }
         });
         Some(AuditCustomer {
@@ -260,7 +267,10 @@ mod tests {
     #[test]
     fn formats_time() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_709_251_199_123), "2024-02-29T23:59:59.123Z");
+        assert_eq!(
+            rfc3339_millis(1_709_251_199_123),
+            "2024-02-29T23:59:59.123Z"
+        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ struct EngineInner {
     defaults: Limits,
     cache: Option<ComponentCache>,
     ticker_stop: Arc<AtomicBool>,
+    /// Fuel and epoch deadline on; off only in [`PolicyEngine::unmetered`].
+    metered: bool,
 }
 
 /// A wasmtime engine with its linker and, when pooled, the pool's permits.
@@ -59,22 +61,26 @@ struct Backend {
 
 impl Backend {
     /// Fuel metering, epoch interruption, the host interface, and `pool`'s allocation.
-    fn new(pool: &PoolSettings, ticker_stop: &Arc<AtomicBool>) -> anyhow::Result<Self> {
+    fn new(
+        pool: &PoolSettings,
+        ticker_stop: &Arc<AtomicBool>,
+        metered: bool,
+    ) -> anyhow::Result<Self> {
         let mut wasm = Config::new();
-        wasm.consume_fuel(true);
-        wasm.epoch_interruption(true);
+        wasm.consume_fuel(metered);
+        wasm.epoch_interruption(metered);
         wasm.max_wasm_stack(512 * 1024);
         pool.apply(&mut wasm);
         let engine = Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
         DiscountPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        if metered {
+            spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        }
         Ok(Backend {
             engine,
             linker,
-            permits: pool
-                .enabled
-                .then(|| Arc::new(Permits::new(pool.instances))),
+            permits: pool.enabled.then(|| Arc::new(Permits::new(pool.instances))),
         })
     }
 }
@@ -346,9 +352,19 @@ pub fn content_hash(bytes: &[u8]) -> String {
 impl PolicyEngine {
     /// Creates the engine: fuel metering, epoch interruption and the host interface.
     pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+        Self::build(config, true)
+    }
+
+    /// Benchmarks only: the same engine without fuel metering or the epoch deadline,
+    /// to measure what those limits cost. Never serve policies with it.
+    pub fn unmetered(config: EngineConfig) -> anyhow::Result<Self> {
+        Self::build(config, false)
+    }
+
+    fn build(config: EngineConfig, metered: bool) -> anyhow::Result<Self> {
         let cache = config.cache_dir.map(ComponentCache::new).transpose()?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        let primary = Backend::new(&config.pool, &ticker_stop)?;
+        let primary = Backend::new(&config.pool, &ticker_stop, metered)?;
         Ok(PolicyEngine {
             inner: Arc::new(EngineInner {
                 primary,
@@ -357,6 +373,7 @@ impl PolicyEngine {
                 defaults: config.limits,
                 cache,
                 ticker_stop,
+                metered,
             }),
         })
     }
@@ -375,7 +392,7 @@ impl PolicyEngine {
         self.inner
             .on_demand
             .get_or_init(|| {
-                Backend::new(&pool, &self.inner.ticker_stop).map_err(|e| format!("{e:#}"))
+                Backend::new(&pool, &self.inner.ticker_stop, self.inner.metered).map_err(|e| format!("{e:#}"))
             })
             .as_ref()
             .map_err(|e| LoadError::Instantiate(format!("on-demand engine: {e}")))

@@ -193,7 +193,13 @@ fn check_amount_off(
             format!("amount_off {amount} is above the subtotal {discountable}"),
         ));
     }
-    if let Some(cap) = caps.max_amount_off.get(&currency) {
+    // Caps are keyed by ISO code in any case; a merchant writing `USD` still gets a cap.
+    let cap = caps
+        .max_amount_off
+        .iter()
+        .find(|(c, _)| c.eq_ignore_ascii_case(&currency))
+        .map(|(_, cap)| cap);
+    if let Some(cap) = cap {
         if amount > *cap {
             return Err(violation(
                 "above_merchant_cap",
@@ -212,7 +218,8 @@ fn check_percent_off(percent: f64, caps: &Caps) -> Result<(), GuardViolation> {
         ));
     }
     if let Some(cap) = caps.max_percent_off {
-        if percent > cap {
+        // A NaN cap refuses everything rather than nothing.
+        if cap.is_nan() || percent > cap {
             return Err(violation(
                 "above_merchant_cap",
                 format!("percent_off {percent} is above the merchant's cap of {cap}"),
@@ -491,6 +498,31 @@ mod tests {
             &caps
         )
         .is_ok());
+    }
+
+    #[test]
+    fn caps_fail_closed() {
+        // A cap keyed in upper case still applies.
+        let upper = Caps {
+            max_amount_off: BTreeMap::from([("USD".to_string(), 100)]),
+            ..Caps::default()
+        };
+        let over = apply(wit::CouponData {
+            amount_off: Some(101),
+            currency: Some("usd".into()),
+            ..data()
+        });
+        assert_eq!(rule(over, &upper), "above_merchant_cap");
+        // A NaN percent cap (TOML allows `nan`) refuses every percent_off.
+        let nan = Caps {
+            max_percent_off: Some(f64::NAN),
+            ..Caps::default()
+        };
+        let pct = apply(wit::CouponData {
+            percent_off: Some(1.0),
+            ..data()
+        });
+        assert_eq!(rule(pct, &nan), "above_merchant_cap");
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct PoolSettings {
     pub keep_resident_bytes: usize,
     /// Used slots kept warm for components that are not running.
     pub max_unused_warm_slots: u32,
+    /// Reserve 4 GiB plus guard pages per memory, so compiled code elides bounds
+    /// checks; costs an `mprotect` and a TLB flush per evaluation whose memory grew.
+    /// False: explicit bounds checks, no guard pages, no per-evaluation `mprotect`.
+    pub guard_pages: bool,
 }
 
 impl Default for PoolSettings {
@@ -58,6 +62,7 @@ impl Default for PoolSettings {
             max_component_instance_bytes: 4 << 20,
             keep_resident_bytes: 64 << 20,
             max_unused_warm_slots: 32,
+            guard_pages: false,
         }
     }
 }
@@ -66,6 +71,14 @@ impl PoolSettings {
     /// Sets `config`'s allocation strategy to this pool (or on demand when disabled).
     pub fn apply(&self, config: &mut Config) {
         config.memory_init_cow(true);
+        if !self.guard_pages {
+            config
+                .signals_based_traps(false)
+                .memory_guard_size(0)
+                .guard_before_linear_memory(false)
+                .memory_reservation(self.max_memory_bytes as u64)
+                .memory_reservation_for_growth(0);
+        }
         if !self.enabled {
             config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
             return;

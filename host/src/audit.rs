@@ -4,8 +4,8 @@
 //! the dashboard.
 
 use crate::config::{AuditSettings, AuditSink};
-use arc_swap::ArcSwapOption;
 use crate::response::FlowError;
+use arc_swap::ArcSwapOption;
 use policy_engine::audit::{rfc3339_millis, Amounts, AuditCustomer, AuditRecord, GuardVerdict};
 use policy_engine::audit::{Fuel, Timing};
 use policy_engine::EvalError;
@@ -32,7 +32,9 @@ pub type Writer = tokio::task::JoinHandle<()>;
 
 impl AuditLog {
     /// Opens the sink and starts the writer task.
-    pub async fn start(settings: &AuditSettings) -> anyhow::Result<(Arc<AuditLog>, Option<Writer>)> {
+    pub async fn start(
+        settings: &AuditSettings,
+    ) -> anyhow::Result<(Arc<AuditLog>, Option<Writer>)> {
         let out: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = match settings.sink {
             AuditSink::Off => None,
             AuditSink::Stdout => Some(Box::new(tokio::io::stdout())),

@@ -89,7 +89,10 @@ pub async fn require_admin(
     }
     if admin && !token.accepts(request.headers()) {
         tracing::warn!(path, "admin request without a valid bearer token");
-        let mut response = error(StatusCode::UNAUTHORIZED, "A valid bearer token is required.");
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            "A valid bearer token is required.",
+        );
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer realm=\"discount-host admin\""),

@@ -110,27 +110,43 @@ pub struct DryRunResult {
     pub updated: bool,
 }
 
-fn bad(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(serde_json::json!({"type": "error", "message": message.into()})),
-    )
-        .into_response()
+/// Why a dry run could not run: a status and a message for the operator.
+#[derive(Debug)]
+pub struct DryRunError(StatusCode, String);
+
+impl IntoResponse for DryRunError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(serde_json::json!({"type": "error", "message": self.1})),
+        )
+            .into_response()
+    }
+}
+
+fn bad(status: StatusCode, message: impl Into<String>) -> DryRunError {
+    DryRunError(status, message.into())
 }
 
 /// The handler.
 pub async fn dry_run(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
     let request: DryRunRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return bad(StatusCode::BAD_REQUEST, format!("invalid dry-run body: {e}")),
+        Err(e) => {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                format!("invalid dry-run body: {e}"),
+            )
+            .into_response()
+        }
     };
     match run(&state, request).await {
         Ok(result) => Json(result).into_response(),
-        Err(response) => response,
+        Err(error) => error.into_response(),
     }
 }
 
-fn pick_policy(state: &AppState, r: &DryRunRequest) -> Result<(Arc<Policy>, String), Response> {
+fn pick_policy(state: &AppState, r: &DryRunRequest) -> Result<(Arc<Policy>, String), DryRunError> {
     let snapshot = state.registry.snapshot();
     let policy = match (&r.policy, &r.route) {
         (Some(name), _) => snapshot.policies.get(name).cloned(),
@@ -152,26 +168,39 @@ fn pick_policy(state: &AppState, r: &DryRunRequest) -> Result<(Arc<Policy>, Stri
     Ok((policy, route))
 }
 
-async fn load_session(state: &AppState, r: &DryRunRequest) -> Result<(CheckoutSession, &'static str), Response> {
+async fn load_session(
+    state: &AppState,
+    r: &DryRunRequest,
+) -> Result<(CheckoutSession, &'static str), DryRunError> {
     match (&r.checkout_session_id, &r.session) {
         (Some(id), None) => {
             let deadline = Instant::now() + state.config.request_deadline();
             let result = crate::metrics::stripe_call(
                 "retrieve_session",
-                state.stripe.retrieve_checkout_session_full(id, Some(deadline)),
+                state
+                    .stripe
+                    .retrieve_checkout_session_full(id, Some(deadline)),
             )
             .await;
             match result {
                 Ok(r) => Ok((r.body, "stripe")),
-                Err(stripe_checkout::StripeError::Api { status: 404, .. }) => {
-                    Err(bad(StatusCode::NOT_FOUND, "Stripe knows no such checkout session"))
+                Err(stripe_checkout::StripeError::Api { status: 404, .. }) => Err(bad(
+                    StatusCode::NOT_FOUND,
+                    "Stripe knows no such checkout session",
+                )),
+                Err(e) => {
+                    let message = format!("retrieving the session: {e}");
+                    let (status, _) = FlowError::from(e).status_and_message();
+                    Err(bad(status, message))
                 }
-                Err(e) => Err(FlowError::Stripe(e).into_response()),
             }
         }
         (None, Some(fixture)) => {
             // `policy-runner fetch` may wrap the session; accept both shapes.
-            let value = fixture.get("session").filter(|v| v.is_object()).unwrap_or(fixture);
+            let value = fixture
+                .get("session")
+                .filter(|v| v.is_object())
+                .unwrap_or(fixture);
             serde_json::from_value(value.clone())
                 .map(|s| (s, "fixture"))
                 .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("session fixture: {e}")))
@@ -184,7 +213,7 @@ async fn load_session(state: &AppState, r: &DryRunRequest) -> Result<(CheckoutSe
 }
 
 /// Runs a dry run.
-pub async fn run(state: &AppState, r: DryRunRequest) -> Result<DryRunResult, Response> {
+pub async fn run(state: &AppState, r: DryRunRequest) -> Result<DryRunResult, DryRunError> {
     let (policy, route) = pick_policy(state, &r)?;
     let (session, source) = load_session(state, &r).await?;
     let wit_session = Arc::new(mapping::checkout_session(&session));
@@ -194,7 +223,12 @@ pub async fn run(state: &AppState, r: DryRunRequest) -> Result<DryRunResult, Res
         let (p, s) = (policy.clone(), wit_session.clone());
         tokio::task::spawn_blocking(move || p.evaluate(&s, &wit_request, Clock::System))
             .await
-            .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, format!("evaluation task: {e}")))?
+            .map_err(|e| {
+                bad(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("evaluation task: {e}"),
+                )
+            })?
     };
     let mut result = DryRunResult {
         policy: policy.name.clone(),
@@ -263,7 +297,9 @@ async fn retrieve_coupon(state: &AppState, id: &str) -> Result<Coupon, String> {
         percent_encoding_free(id).ok_or_else(|| format!("coupon id {id:?} is not retrievable"))?;
     let response = crate::metrics::stripe_call(
         "retrieve_coupon",
-        state.stripe.get(&format!("/v1/coupons/{segment}"), &[], None),
+        state
+            .stripe
+            .get(&format!("/v1/coupons/{segment}"), &[], None),
     )
     .await
     .map_err(|e| format!("retrieving coupon {id}: {e}"))?;

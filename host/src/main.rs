@@ -167,7 +167,9 @@ async fn main() -> anyhow::Result<()> {
     // Every in-flight request has finished: write out the audit queue.
     audit.close();
     if let Some(writer) = audit_writer {
-        tokio::time::timeout(Duration::from_secs(5), writer).await.ok();
+        tokio::time::timeout(Duration::from_secs(5), writer)
+            .await
+            .ok();
     }
     drop(watching);
     if let Some(emulator) = emulator {

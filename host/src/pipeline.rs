@@ -52,7 +52,7 @@ async fn steps(
     let _serialized =
         tokio::time::timeout_at(deadline, state.locks.lock(&request.checkout_session_id))
             .await
-            .map_err(|_| FlowError::Stripe(stripe_checkout::StripeError::DeadlineExceeded))?;
+            .map_err(|_| FlowError::from(stripe_checkout::StripeError::DeadlineExceeded))?;
 
     let step = Instant::now();
     let retrieved =

@@ -147,6 +147,7 @@ impl PolicyFiles {
 }
 
 type Found = BTreeMap<String, PolicyFiles>;
+type RouteTable = HashMap<String, Arc<Policy>>;
 
 /// State kept between passes, under the pass lock.
 #[derive(Default)]
@@ -508,7 +509,7 @@ impl Registry {
 fn assign_routes(
     policies: &BTreeMap<String, Arc<Policy>>,
     current: &Snapshot,
-) -> (HashMap<String, Arc<Policy>>, Vec<(String, String)>) {
+) -> (RouteTable, Vec<(String, String)>) {
     let mut routes: HashMap<String, Arc<Policy>> = HashMap::new();
     let mut conflicts = Vec::new();
     let mut ordered: Vec<&Arc<Policy>> = policies.values().collect();

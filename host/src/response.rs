@@ -51,9 +51,9 @@ pub enum FlowError {
         /// The rule it broke.
         violation: GuardViolation,
     },
-    /// Stripe failed or refused.
+    /// Stripe failed or refused (boxed: Stripe's error is large and this one is returned often).
     #[error("stripe: {0}")]
-    Stripe(#[from] StripeError),
+    Stripe(Box<StripeError>),
     /// Something in the host itself failed.
     #[error("internal: {0}")]
     Internal(String),
@@ -100,7 +100,7 @@ impl FlowError {
                 ref message,
                 ..
             } if message.contains("status in [\"open\"]") => FlowError::SessionNotOpen,
-            other => FlowError::Stripe(other),
+            other => FlowError::from(other),
         }
     }
 
@@ -129,7 +129,7 @@ impl FlowError {
             FlowError::PolicyFailed { .. }
             | FlowError::GuardRefused { .. }
             | FlowError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, generic.into()),
-            FlowError::Stripe(e) => match e {
+            FlowError::Stripe(e) => match e.as_ref() {
                 StripeError::DeadlineExceeded | StripeError::Timeout => {
                     (StatusCode::GATEWAY_TIMEOUT, generic.into())
                 }
@@ -139,6 +139,12 @@ impl FlowError {
                 _ => (StatusCode::BAD_GATEWAY, generic.into()),
             },
         }
+    }
+}
+
+impl From<StripeError> for FlowError {
+    fn from(e: StripeError) -> Self {
+        FlowError::Stripe(Box::new(e))
     }
 }
 

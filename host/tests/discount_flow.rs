@@ -242,17 +242,36 @@ async fn reject_reaches_the_client_and_changes_nothing() {
     let (stripe, host, _dir) = setup(&["promo-code"]).await;
     let id = stripe.session("usd", &[(8_000, 1)], None).await;
 
-    let a = host.post("/apply-promo-code", json!({"checkout_session_id": id, "promo_code": "NOPE"})).await;
+    let a = host
+        .post(
+            "/apply-promo-code",
+            json!({"checkout_session_id": id, "promo_code": "NOPE"}),
+        )
+        .await;
     assert_eq!(a.status, 422, "{:?}", a.body);
     assert_eq!(a.body["type"], "error");
-    assert_eq!(a.body["message"], "Sorry, that promo code isn't valid. Check it and try again.");
-    assert!(stripe.updates_of(&id).await.is_empty(), "a reject makes no Stripe update");
+    assert_eq!(
+        a.body["message"],
+        "Sorry, that promo code isn't valid. Check it and try again."
+    );
+    assert!(
+        stripe.updates_of(&id).await.is_empty(),
+        "a reject makes no Stripe update"
+    );
     let s = stripe.get_session(&id).await;
     assert_eq!(s["amount_total"], 8_000);
     assert_eq!(s["total_details"]["amount_discount"], 0);
 
     // The storefront's input reaches the policy: a valid code applies.
-    let a = host.post("/apply-promo-code", json!({"checkout_session_id": id, "promo_code": "spring15"})).await;
+    let a = host
+        .post(
+            "/apply-promo-code",
+            json!({"checkout_session_id": id, "promo_code": "spring15"}),
+        )
+        .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
-    assert_eq!(stripe.get_session(&id).await["total_details"]["amount_discount"], 1_200);
+    assert_eq!(
+        stripe.get_session(&id).await["total_details"]["amount_discount"],
+        1_200
+    );
 }

@@ -514,3 +514,279 @@ async fn reload_storm_under_load_serves_only_good_versions() {
         );
     }
 }
+
+/// One storefront request on a gold session; the label of the version that answered.
+async fn served_by(host: &Host, session: &str) -> Option<&'static str> {
+    let a = host
+        .post(ROUTE, json!({"checkout_session_id": session}))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    label_of(&a.body)
+}
+
+/// A host over a fresh directory holding version A as `promo`.
+async fn promo_host(extra: &str) -> (Stripe, Host, TempDir, String) {
+    let stripe = Stripe::start().await;
+    let dir = TempDir::new();
+    deploy(dir.path(), "promo", &version("A"));
+    let host = Host::start(&stripe.url(), dir.path(), extra);
+    let session = gold_session(&stripe).await;
+    assert_eq!(served_by(&host, &session).await, Some("A"));
+    (stripe, host, dir, session)
+}
+
+#[tokio::test]
+async fn editor_rename_saves_swap_the_version_without_a_gap() {
+    let (_stripe, host, dir, session) = promo_host("").await;
+    let (b, l) = (version("B"), version("L"));
+    let wasm = dir.path().join("promo.wasm");
+    let toml = dir.path().join("promo.toml");
+
+    // Save through a swap file renamed over the original.
+    std::fs::write(dir.path().join(".promo.toml.swp"), &b.toml).unwrap();
+    std::fs::rename(dir.path().join(".promo.toml.swp"), &toml).unwrap();
+    wait_status(&host, "promo", "B", |s| serves(s, &b)).await;
+    assert_eq!(served_by(&host, &session).await, Some("B"));
+
+    // vim's default: move the original to a backup, write a new file, drop the backup.
+    std::fs::write(dir.path().join("promo.toml.new"), &l.toml).unwrap();
+    std::fs::rename(&wasm, dir.path().join("promo.wasm~")).unwrap();
+    std::fs::write(&wasm, &l.wasm).unwrap();
+    std::fs::rename(dir.path().join("promo.toml.new"), &toml).unwrap();
+    std::fs::remove_file(dir.path().join("promo.wasm~")).unwrap();
+    let s = wait_status(&host, "promo", "L", |s| serves(s, &l)).await;
+    assert_eq!(served_by(&host, &session).await, Some("L"));
+    // The moment without promo.wasm was never taken for a removal.
+    let outcomes: Vec<Value> = history(&s).iter().map(|e| e["outcome"].clone()).collect();
+    assert_eq!(outcomes, vec!["loaded", "loaded", "loaded"], "{s:#}");
+}
+
+#[tokio::test]
+async fn partial_write_never_replaces_the_good_version() {
+    let (_stripe, host, dir, session) = promo_host("").await;
+    let l = version("L");
+    std::fs::write(dir.path().join("promo.toml.next"), &l.toml).unwrap();
+    let half = &l.wasm[..l.wasm.len() / 2];
+    // A slow copy in place: truncate, write half, stall past the debounce and settle times.
+    let mut file = std::fs::File::create(dir.path().join("promo.wasm")).unwrap();
+    std::io::Write::write_all(&mut file, half).unwrap();
+    file.sync_all().unwrap();
+    let s = wait_status(&host, "promo", "the half-written failure", |s| {
+        failed_with(s, half)
+    })
+    .await;
+    assert!(serves(&s, &version("A")), "{s:#}");
+    assert!(
+        s["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("does not compile"),
+        "{s:#}"
+    );
+    assert_eq!(served_by(&host, &session).await, Some("A"));
+
+    // The copy completes, then the settings follow.
+    std::io::Write::write_all(&mut file, &l.wasm[half.len()..]).unwrap();
+    drop(file);
+    std::fs::rename(
+        dir.path().join("promo.toml.next"),
+        dir.path().join("promo.toml"),
+    )
+    .unwrap();
+    let s = wait_status(&host, "promo", "L", |s| serves(s, &l)).await;
+    assert!(s["last_error"].is_null(), "{s:#}");
+    assert_eq!(served_by(&host, &session).await, Some("L"));
+}
+
+#[tokio::test]
+async fn settings_only_change_reloads_that_policy_alone() {
+    let stripe = Stripe::start().await;
+    let dir = common::policy_dir(&["cart-threshold", "loyalty-tier"]);
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    let session = stripe.session("usd", &[(6_000, 2)], None).await;
+    let before_cart = status_of(&host, "cart-threshold").await;
+    let before_loyalty = status_of(&host, "loyalty-tier").await;
+
+    let toml = dir.path().join("cart-threshold.toml");
+    let text = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("percent = \"10\"", "percent = \"15\"");
+    assert!(text.contains("percent = \"15\""));
+    write_atomic(&toml, text.as_bytes());
+    let s = wait_status(&host, "cart-threshold", "new settings", |s| {
+        s["settings_digest"] != before_cart["settings_digest"]
+    })
+    .await;
+    // Same component, new settings: one more load of cart-threshold, none of loyalty-tier.
+    assert_eq!(s["version"], before_cart["version"]);
+    assert_eq!(history(&s).len(), history(&before_cart).len() + 1);
+    let loyalty = status_of(&host, "loyalty-tier").await;
+    assert_eq!(history(&loyalty).len(), history(&before_loyalty).len());
+    assert_eq!(loyalty["loaded_at"], before_loyalty["loaded_at"]);
+
+    let a = host
+        .post(
+            "/apply-cart-discount",
+            json!({"checkout_session_id": session}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    // 15 % of 120.00.
+    assert_eq!(a.body["value"]["session"]["amount_discount"], 1_800);
+}
+
+/// The trigger of the newest history event.
+fn last_trigger(s: &Value) -> Value {
+    history(s)
+        .last()
+        .map(|e| e["trigger"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn polling_picks_up_changes_with_watching_off() {
+    let (_stripe, host, dir, session) =
+        promo_host("[reload]\nwatch = false\npoll_interval_ms = 200\n").await;
+    let l = version("L");
+    deploy(dir.path(), "promo", &l);
+    let s = wait_status(&host, "promo", "L", |s| serves(s, &l)).await;
+    assert_eq!(last_trigger(&s), "poll", "{s:#}");
+    assert_eq!(served_by(&host, &session).await, Some("L"));
+}
+
+/// Neither watching nor (in practice) polling: only SIGHUP and the admin API reload.
+const MANUAL: &str = "[reload]\nwatch = false\npoll_interval_ms = 3600000\n";
+
+#[tokio::test]
+async fn sighup_reloads() {
+    let (_stripe, host, dir, session) = promo_host(MANUAL).await;
+    let b = version("B");
+    deploy(dir.path(), "promo", &b);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &host.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let s = wait_status(&host, "promo", "B", |s| serves(s, &b)).await;
+    assert_eq!(last_trigger(&s), "signal", "{s:#}");
+    assert_eq!(served_by(&host, &session).await, Some("B"));
+}
+
+async fn admin_reload(host: &Host) -> Value {
+    let r = host
+        .http
+        .post(format!("{}/admin/reload", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn admin_reload_answers_what_it_did() {
+    let (_stripe, host, dir, session) = promo_host(MANUAL).await;
+    let b = version("B");
+    deploy(dir.path(), "promo", &b);
+    let report = admin_reload(&host).await;
+    assert_eq!(report["loaded"], json!(["promo"]), "{report:#}");
+    assert_eq!(report["serving"], json!(["promo"]), "{report:#}");
+    let s = status_of(&host, "promo").await;
+    assert!(serves(&s, &b), "{s:#}");
+    assert_eq!(last_trigger(&s), "admin");
+    assert_eq!(served_by(&host, &session).await, Some("B"));
+
+    // A bad version: reported, B keeps serving, and it is not retried until it changes.
+    let garbage = b"\0asm\x0d\x00\x01\x00 and then nothing sensible".to_vec();
+    write_atomic(&dir.path().join("promo.wasm"), &garbage);
+    let report = admin_reload(&host).await;
+    assert_eq!(report["loaded"], json!([]), "{report:#}");
+    assert_eq!(report["failed"][0]["policy"], "promo", "{report:#}");
+    assert_eq!(report["failed"][0]["version"], content_hash(&garbage));
+    assert!(report["failed"][0]["error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+    assert_eq!(served_by(&host, &session).await, Some("B"));
+    let report = admin_reload(&host).await;
+    assert_eq!(report["failed"], json!([]), "{report:#}");
+    assert_eq!(report["still_failing"], json!(["promo"]), "{report:#}");
+    let s = status_of(&host, "promo").await;
+    assert!(failed_with(&s, &garbage), "{s:#}");
+
+    // Putting the serving version back clears the error.
+    write_atomic(&dir.path().join("promo.wasm"), &b.wasm);
+    let report = admin_reload(&host).await;
+    assert_eq!(report["loaded"], json!([]), "{report:#}");
+    assert!(status_of(&host, "promo").await["last_error"].is_null());
+}
+
+#[tokio::test]
+async fn removed_policy_answers_404_and_comes_back_when_re_added() {
+    let (_stripe, host, dir, session) = promo_host("").await;
+    std::fs::remove_file(dir.path().join("promo.wasm")).unwrap();
+    std::fs::remove_file(dir.path().join("promo.toml")).unwrap();
+    let s = wait_status(&host, "promo", "removed", |s| s["version"].is_null()).await;
+    assert_eq!(history(&s).last().unwrap()["outcome"], "removed");
+    assert_eq!(s["routes"], json!([]));
+    let a = host
+        .post(ROUTE, json!({"checkout_session_id": session}))
+        .await;
+    assert_eq!(a.status, 404, "{:?}", a.body);
+    assert_eq!(
+        a.body,
+        json!({"type": "error", "message": "This discount is not available."})
+    );
+
+    let b = version("B");
+    deploy(dir.path(), "promo", &b);
+    wait_status(&host, "promo", "B", |s| serves(s, &b)).await;
+    assert_eq!(served_by(&host, &session).await, Some("B"));
+}
+
+#[tokio::test]
+async fn configmap_data_swap_reloads_both_files_together() {
+    let stripe = Stripe::start().await;
+    let dir = TempDir::new();
+    let mut cm = ConfigMap::new(dir.path());
+    let (a, l) = (version("A"), version("L"));
+    cm.publish(&[
+        ("promo.wasm", a.wasm.as_slice()),
+        ("promo.toml", a.toml.as_bytes()),
+    ]);
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    let session = gold_session(&stripe).await;
+    assert_eq!(served_by(&host, &session).await, Some("A"));
+    cm.publish(&[
+        ("promo.wasm", l.wasm.as_slice()),
+        ("promo.toml", l.toml.as_bytes()),
+    ]);
+    let s = wait_status(&host, "promo", "L", |s| serves(s, &l)).await;
+    assert_eq!(served_by(&host, &session).await, Some("L"));
+    // One load for the swap: never a mix of the old component and the new settings.
+    assert_eq!(history(&s).len(), 2, "{s:#}");
+}
+
+#[tokio::test]
+async fn restart_loads_from_the_compilation_cache() {
+    let stripe = Stripe::start().await;
+    let dir = TempDir::new();
+    // A version no earlier run has compiled.
+    let fresh = Version {
+        label: "A",
+        wasm: unique(component("cart-threshold"), "cache"),
+        toml: settings_a(),
+    };
+    deploy(dir.path(), "promo", &fresh);
+    let first = Host::start(&stripe.url(), dir.path(), "");
+    let s = status_of(&first, "promo").await;
+    assert!(serves(&s, &fresh), "{s:#}");
+    assert_eq!(history(&s)[0]["from_cache"], false, "{s:#}");
+    drop(first);
+
+    let second = Host::start(&stripe.url(), dir.path(), "");
+    let s = status_of(&second, "promo").await;
+    assert!(serves(&s, &fresh), "{s:#}");
+    assert_eq!(history(&s)[0]["from_cache"], true, "{s:#}");
+    let session = gold_session(&stripe).await;
+    assert_eq!(served_by(&second, &session).await, Some("A"));
+}

@@ -57,8 +57,20 @@ fn by_session<'a>(records: &'a [AuditRecord], id: &str) -> &'a AuditRecord {
 async fn audit_records_apply_clear_reject_and_failures() {
     let stripe = Stripe::start().await;
     let dir = policy_dir(&["cart-threshold"]);
-    variant(dir.path(), "cart-misconfigured", "/reject-cart", "cap = \"0\"", "");
-    variant(dir.path(), "cart-starved", "/starved-cart", "", "fuel = 2000");
+    variant(
+        dir.path(),
+        "cart-misconfigured",
+        "/reject-cart",
+        "cap = \"0\"",
+        "",
+    );
+    variant(
+        dir.path(),
+        "cart-starved",
+        "/starved-cart",
+        "",
+        "fuel = 2000",
+    );
     let logs = TempDir::new();
     let audit = logs.path().join("audit.jsonl");
     let host = Host::start(
@@ -84,7 +96,10 @@ async fn audit_records_apply_clear_reject_and_failures() {
     let starved = stripe.session("usd", &[(6_000, 2)], None).await;
 
     let a = host
-        .post(ROUTE, json!({"checkout_session_id": applied, "promo": "SPRING"}))
+        .post(
+            ROUTE,
+            json!({"checkout_session_id": applied, "promo": "SPRING"}),
+        )
         .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     let a = host
@@ -135,9 +150,18 @@ async fn audit_records_apply_clear_reject_and_failures() {
         .is_some_and(|id| id.starts_with("req_")));
     let before = r.amounts_before.as_ref().unwrap();
     let after = r.amounts_after.as_ref().unwrap();
-    assert_eq!((before.amount_discount, before.amount_total), (0, Some(12_000)));
-    assert_eq!((after.amount_discount, after.amount_total), (1_200, Some(10_800)));
-    assert!(r.fuel.as_ref().is_some_and(|f| f.used > 0 && f.used < f.budget));
+    assert_eq!(
+        (before.amount_discount, before.amount_total),
+        (0, Some(12_000))
+    );
+    assert_eq!(
+        (after.amount_discount, after.amount_total),
+        (1_200, Some(10_800))
+    );
+    assert!(r
+        .fuel
+        .as_ref()
+        .is_some_and(|f| f.used > 0 && f.used < f.budget));
     assert!(r.timing.total_us >= r.timing.evaluate_us && r.timing.evaluate_us > 0);
     assert!(r.timing.retrieve_us > 0 && r.timing.update_us > 0);
     assert!(!r.request_id.is_empty());
@@ -182,7 +206,11 @@ async fn audit_records_apply_clear_reject_and_failures() {
     assert_eq!(r.outcome, "policy_failed");
     assert_eq!(r.decision, None);
     assert_eq!(r.guard.verdict, "not_run");
-    assert!(r.error.as_deref().unwrap().contains("fuel"), "{:?}", r.error);
+    assert!(
+        r.error.as_deref().unwrap().contains("fuel"),
+        "{:?}",
+        r.error
+    );
     assert_eq!(r.fuel.as_ref().map(|f| f.used), Some(2_000));
 
     // The same records, newest last, for the dashboard.
@@ -221,7 +249,13 @@ async fn scrape(host: &Host) -> String {
 async fn metrics_are_exposed_and_count() {
     let stripe = Stripe::start().await;
     let dir = policy_dir(&["cart-threshold"]);
-    variant(dir.path(), "cart-starved", "/starved-cart", "", "fuel = 2000");
+    variant(
+        dir.path(),
+        "cart-starved",
+        "/starved-cart",
+        "",
+        "fuel = 2000",
+    );
     let host = Host::start(
         &stripe.url(),
         dir.path(),
@@ -230,10 +264,20 @@ async fn metrics_are_exposed_and_count() {
     let before = scrape(&host).await;
     assert_eq!(sample(&before, "discount_policies_loaded", &[]), 2.0);
     assert_eq!(
-        sample(&before, "discount_policy_info", &[("policy", "cart-threshold")]),
+        sample(
+            &before,
+            "discount_policy_info",
+            &[("policy", "cart-threshold")]
+        ),
         1.0
     );
-    assert!(sample(&before, "discount_policy_reloads_total", &[("outcome", "changed")]) >= 1.0);
+    assert!(
+        sample(
+            &before,
+            "discount_policy_reloads_total",
+            &[("outcome", "changed")]
+        ) >= 1.0
+    );
     let cleared = [("route", ROUTE), ("outcome", "cleared")];
     assert_eq!(sample(&before, "discount_requests_total", &cleared), 0.0);
 
@@ -268,51 +312,91 @@ async fn metrics_are_exposed_and_count() {
         .await;
 
     let after = scrape(&host).await;
-    let d = |name: &str, labels: &[(&str, &str)]| sample(&after, name, labels) - sample(&before, name, labels);
+    let d = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
     assert_eq!(d("discount_requests_total", &cleared), 1.0, "{after}");
     assert_eq!(
-        d("discount_requests_total", &[("route", ROUTE), ("outcome", "guard_refused")]),
+        d(
+            "discount_requests_total",
+            &[("route", ROUTE), ("outcome", "guard_refused")]
+        ),
         1.0
     );
     assert_eq!(
-        d("discount_requests_total", &[("route", ROUTE), ("outcome", "unknown_session")]),
+        d(
+            "discount_requests_total",
+            &[("route", ROUTE), ("outcome", "unknown_session")]
+        ),
         1.0
     );
     assert_eq!(
-        d("discount_guard_rejections_total", &[("policy", "cart-threshold")]),
+        d(
+            "discount_guard_rejections_total",
+            &[("policy", "cart-threshold")]
+        ),
         1.0
     );
     assert_eq!(
-        d("discount_policy_failures_total", &[("policy", "cart-starved"), ("kind", "fuel_exhausted")]),
+        d(
+            "discount_policy_failures_total",
+            &[("policy", "cart-starved"), ("kind", "fuel_exhausted")]
+        ),
         1.0
     );
     assert_eq!(
-        d("discount_decisions_total", &[("policy", "cart-threshold"), ("decision", "clear")]),
+        d(
+            "discount_decisions_total",
+            &[("policy", "cart-threshold"), ("decision", "clear")]
+        ),
         1.0
     );
     assert_eq!(
-        d("discount_policy_evaluation_seconds_count", &[("policy", "cart-threshold")]),
+        d(
+            "discount_policy_evaluation_seconds_count",
+            &[("policy", "cart-threshold")]
+        ),
         2.0
     );
     assert_eq!(
-        d("discount_policy_fuel_used_count", &[("policy", "cart-threshold")]),
+        d(
+            "discount_policy_fuel_used_count",
+            &[("policy", "cart-threshold")]
+        ),
         2.0
     );
-    assert!(d("discount_policy_fuel_used_sum", &[("policy", "cart-threshold")]) > 0.0);
+    assert!(
+        d(
+            "discount_policy_fuel_used_sum",
+            &[("policy", "cart-threshold")]
+        ) > 0.0
+    );
     assert_eq!(
-        d("discount_stripe_request_seconds_count", &[("operation", "update_session")]),
+        d(
+            "discount_stripe_request_seconds_count",
+            &[("operation", "update_session")]
+        ),
         1.0
     );
     assert_eq!(
-        d("discount_stripe_request_seconds_count", &[("operation", "retrieve_session")]),
+        d(
+            "discount_stripe_request_seconds_count",
+            &[("operation", "retrieve_session")]
+        ),
         4.0
     );
     assert_eq!(
-        d("discount_stripe_retries_total", &[("operation", "update_session")]),
+        d(
+            "discount_stripe_retries_total",
+            &[("operation", "update_session")]
+        ),
         1.0
     );
     assert_eq!(
-        d("discount_stripe_errors_total", &[("operation", "retrieve_session"), ("kind", "api_4xx")]),
+        d(
+            "discount_stripe_errors_total",
+            &[("operation", "retrieve_session"), ("kind", "api_4xx")]
+        ),
         1.0
     );
 
@@ -328,10 +412,20 @@ async fn metrics_are_exposed_and_count() {
     assert_eq!(r.status(), 200);
     let after = scrape(&host).await;
     assert_eq!(
-        sample(&after, "discount_policy_load_failures_total", &[("policy", "broken")]),
+        sample(
+            &after,
+            "discount_policy_load_failures_total",
+            &[("policy", "broken")]
+        ),
         1.0
     );
-    assert!(sample(&after, "discount_policy_reloads_total", &[("outcome", "failed")]) >= 1.0);
+    assert!(
+        sample(
+            &after,
+            "discount_policy_reloads_total",
+            &[("outcome", "failed")]
+        ) >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -352,7 +446,12 @@ async fn admin_api_refuses_a_missing_or_wrong_token() {
         let none = plain.request(m.clone(), &url).send().await.unwrap();
         assert_eq!(none.status(), 401, "{method} {path} without a token");
         assert!(none.headers().contains_key("www-authenticate"));
-        for wrong in ["Bearer nope", &format!("Bearer {ADMIN_TOKEN}x"), ADMIN_TOKEN, &format!("Basic {ADMIN_TOKEN}")] {
+        for wrong in [
+            "Bearer nope",
+            &format!("Bearer {ADMIN_TOKEN}x"),
+            ADMIN_TOKEN,
+            &format!("Basic {ADMIN_TOKEN}"),
+        ] {
             let r = plain
                 .request(m.clone(), &url)
                 .header("authorization", wrong)
@@ -373,7 +472,11 @@ async fn admin_api_refuses_a_missing_or_wrong_token() {
     assert_eq!(status[0]["name"], "cart-threshold");
     // The page shell is public (it holds no data); health needs no token.
     for path in ["/dashboard", "/healthz", "/livez", "/readyz"] {
-        let r = plain.get(format!("{}{path}", host.url)).send().await.unwrap();
+        let r = plain
+            .get(format!("{}{path}", host.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
 
@@ -385,10 +488,20 @@ async fn admin_api_refuses_a_missing_or_wrong_token() {
         &[("DISCOUNT_HOST_ADMIN_TOKEN", "")],
     );
     for path in ["/admin/policies", "/dashboard"] {
-        let r = off.http.get(format!("{}{path}", off.url)).send().await.unwrap();
+        let r = off
+            .http
+            .get(format!("{}{path}", off.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404, "{path} with the admin API off");
     }
-    let r = off.http.get(format!("{}/readyz", off.url)).send().await.unwrap();
+    let r = off
+        .http
+        .get(format!("{}/readyz", off.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -458,7 +571,11 @@ async fn dry_run_evaluates_without_updating_stripe() {
     assert_eq!(f["source"], "fixture");
     assert_eq!(f["decision"], d["decision"]);
     assert_eq!(f["input_digest"], d["input_digest"]);
-    assert_eq!(stripe.requests().await.len(), gets_before, "a fixture dry run calls no Stripe");
+    assert_eq!(
+        stripe.requests().await.len(),
+        gets_before,
+        "a fixture dry run calls no Stripe"
+    );
 
     // A policy that clears: the preview drops the discount.
     let (status, c) = dry_run(json!({"policy": "loyalty-tier", "checkout_session_id": id})).await;
@@ -478,7 +595,11 @@ async fn dry_run_evaluates_without_updating_stripe() {
         .requests()
         .await
         .into_iter()
-        .filter(|r| r["method"] == "POST" && r["path"] != "/v1/checkout/sessions" && r["path"] != "/v1/customers")
+        .filter(|r| {
+            r["method"] == "POST"
+                && r["path"] != "/v1/checkout/sessions"
+                && r["path"] != "/v1/customers"
+        })
         .collect();
     assert!(posts.is_empty(), "{posts:?}");
     assert_eq!(

@@ -393,11 +393,14 @@ fn check_coupon_data(rules: &Rules, data: &Map<String, Value>, bad: &mut impl Fn
         }
     }
     if let Some(name) = data.get("name") {
-        if !name
+        if name
             .as_str()
-            .is_some_and(|n| n.chars().count() <= rules.name_max)
+            .is_none_or(|n| n.chars().count() > rules.name_max)
         {
-            bad(format!("name {name} is longer than {}", rules.name_max));
+            bad(format!(
+                "name {name} is not a string of at most {}",
+                rules.name_max
+            ));
         }
     }
     match data.get("metadata") {

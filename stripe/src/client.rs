@@ -382,7 +382,13 @@ impl StripeClient {
     ) -> Result<Response<Value>, StripeError> {
         let path = format!("/v1/checkout/sessions/{}", session_segment(id)?);
         let mut response: Response<Value> = self
-            .execute(Method::GET, &path, expand_pairs(SESSION_EXPAND), None, deadline)
+            .execute(
+                Method::GET,
+                &path,
+                expand_pairs(SESSION_EXPAND),
+                None,
+                deadline,
+            )
             .await?;
         let has_more = response.body["line_items"]["has_more"].as_bool() == Some(true);
         if has_more {
@@ -398,15 +404,19 @@ impl StripeClient {
         id: &str,
         deadline: Option<Instant>,
     ) -> Result<Response<CheckoutSession>, StripeError> {
-        let response = self.retrieve_checkout_session_full_json(id, deadline).await?;
-        let body = serde_json::from_value(response.body).map_err(|e| {
-            StripeError::InvalidResponse {
+        let response = self
+            .retrieve_checkout_session_full_json(id, deadline)
+            .await?;
+        let body =
+            serde_json::from_value(response.body).map_err(|e| StripeError::InvalidResponse {
                 status: response.status,
                 request_id: response.request_id.clone(),
-                detail: format!("unexpected checkout session: {}", snippet(&e.to_string(), 300)),
+                detail: format!(
+                    "unexpected checkout session: {}",
+                    snippet(&e.to_string(), 300)
+                ),
                 should_retry: None,
-            }
-        })?;
+            })?;
         Ok(Response {
             body,
             request_id: response.request_id,

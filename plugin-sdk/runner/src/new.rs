@@ -51,8 +51,99 @@ policy-runner test cases --component <target>/policies/{{name}}.wasm
 policy-runner run <target>/policies/{{name}}.wasm --fixture cases/fixtures/session.json",
 };
 
+/// Files every non-Rust template shares: the WIT contract and the Rust template's cases.
+macro_rules! shared_files {
+    () => {
+        [
+            (
+                "wit/discount-policy.wit",
+                include_str!("../../../wit/discount-policy.wit"),
+            ),
+            (
+                "cases/big-cart.toml",
+                include_str!("../templates/rust/cases/big-cart.toml"),
+            ),
+            (
+                "cases/small-cart.toml",
+                include_str!("../templates/rust/cases/small-cart.toml"),
+            ),
+            (
+                "cases/fixtures/session.json",
+                include_str!("../templates/rust/cases/fixtures/session.json"),
+            ),
+        ]
+    };
+}
+
+/// Next steps of the non-Rust templates.
+const BUILD_NEXT_STEPS: &str = "cd {{dir}}
+./build.sh                 # -> build/{{name}}.wasm + build/{{name}}.toml
+policy-runner inspect build/{{name}}.wasm
+policy-runner test cases --component build/{{name}}.wasm
+policy-runner run build/{{name}}.wasm --fixture cases/fixtures/session.json";
+
+/// The JavaScript template: componentize-js from npm (plugin-sdk/guides/javascript.md).
+pub const JAVASCRIPT: Template = Template {
+    language: "js",
+    files: &{
+        const SHARED: [(&str, &str); 4] = shared_files!();
+        [
+            SHARED[0],
+            SHARED[1],
+            SHARED[2],
+            SHARED[3],
+            ("policy.toml", include_str!("../templates/js/policy.toml")),
+            ("src/policy.js", include_str!("../templates/js/src/policy.js")),
+            ("build.sh", include_str!("../templates/js/build.sh")),
+            ("README.md", include_str!("../templates/js/README.md")),
+            (".gitignore", include_str!("../templates/js/.gitignore")),
+        ]
+    },
+    next_steps: BUILD_NEXT_STEPS,
+};
+
+/// The Python template: componentize-py from PyPI (plugin-sdk/guides/python.md).
+pub const PYTHON: Template = Template {
+    language: "python",
+    files: &{
+        const SHARED: [(&str, &str); 4] = shared_files!();
+        [
+            SHARED[0],
+            SHARED[1],
+            SHARED[2],
+            SHARED[3],
+            ("policy.toml", include_str!("../templates/python/policy.toml")),
+            ("src/app.py", include_str!("../templates/python/src/app.py")),
+            ("build.sh", include_str!("../templates/python/build.sh")),
+            ("README.md", include_str!("../templates/python/README.md")),
+            (".gitignore", include_str!("../templates/python/.gitignore")),
+        ]
+    },
+    next_steps: BUILD_NEXT_STEPS,
+};
+
+/// The C template: `policy-runner bindgen-c`, clang and wasi-libc (plugin-sdk/guides/c.md).
+pub const C: Template = Template {
+    language: "c",
+    files: &{
+        const SHARED: [(&str, &str); 4] = shared_files!();
+        [
+            SHARED[0],
+            SHARED[1],
+            SHARED[2],
+            SHARED[3],
+            ("policy.toml", include_str!("../templates/c/policy.toml")),
+            ("src/policy.c", include_str!("../templates/c/src/policy.c")),
+            ("build.sh", include_str!("../templates/c/build.sh")),
+            ("README.md", include_str!("../templates/c/README.md")),
+            (".gitignore", include_str!("../templates/c/.gitignore")),
+        ]
+    },
+    next_steps: BUILD_NEXT_STEPS,
+};
+
 /// Every language `new` can scaffold.
-pub const TEMPLATES: &[&Template] = &[&RUST];
+pub const TEMPLATES: &[&Template] = &[&RUST, &JAVASCRIPT, &PYTHON, &C];
 
 /// Arguments of `policy-runner new`.
 #[derive(Debug, clap::Args)]
@@ -135,6 +226,12 @@ pub fn run(args: Args) -> Result<()> {
         }
         std::fs::write(&target, vars.fill(contents))
             .with_context(|| format!("cannot write {}", target.display()))?;
+        #[cfg(unix)]
+        if path.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("cannot make {} executable", target.display()))?;
+        }
     }
     // The SDK's workspace lock pins the same dependency versions the SDK is tested with.
     if let Some(lock) = sdk

@@ -364,6 +364,9 @@ fn pct(used: f64, limit: f64) -> String {
     format!("{:.1}%", share(used, limit) * 100.0)
 }
 
+/// A totals row: its label and how to read it.
+type AmountRow = (&'static str, fn(&Amounts) -> i64);
+
 /// The human-readable report.
 pub fn render_text(o: &Outcome) -> String {
     let mut s = String::new();
@@ -430,7 +433,7 @@ pub fn render_text(o: &Outcome) -> String {
         "totals    {:>12} {:>12}   ({})",
         "before", "after", t.note
     );
-    let rows: [(&str, fn(&Amounts) -> i64); 4] = [
+    let rows: [AmountRow; 4] = [
         ("subtotal", |a| a.subtotal),
         ("discount", |a| a.discount),
         ("shipping", |a| a.shipping),

@@ -17,9 +17,9 @@
 //! guard = "passed"                      # passed | refused | not_run | a rule name
 //! totals = { subtotal = 15000, discount = 1500, total = 13500 }
 //! logs = ["over threshold"]             # substrings some log message must contain
+//! # error = "fuel_exhausted"            # expect no decision, failing this way
 //! [caps]                                # the merchant's caps (default: --caps, else none)
 //! max_amount_off = { usd = 1000 }
-//! # error = "fuel_exhausted"            # expect no decision, failing this way
 //! ```
 //!
 //! The decision is compared as the host's `DecisionView` JSON, field by field.

@@ -32,7 +32,11 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
     config.api_base = url.clone();
     let client = StripeClient::new(config).unwrap();
     let customer = client
-        .create_customer(&json!({"email": "ada@example.com", "metadata": {"tier": "gold"}}), None, None)
+        .create_customer(
+            &json!({"email": "ada@example.com", "metadata": {"tier": "gold"}}),
+            None,
+            None,
+        )
         .await
         .unwrap()
         .body
@@ -60,7 +64,15 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
     // fetch
     let dir = TempDir::new("fetch");
     let fixture = dir.join("session.json");
-    let out = runner_async(args(&["fetch", &session_id, "--api-base", &url, "-o", &fixture])).await;
+    let out = runner_async(args(&[
+        "fetch",
+        &session_id,
+        "--api-base",
+        &url,
+        "-o",
+        &fixture,
+    ]))
+    .await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("12 line items"), "{stdout}");
@@ -110,7 +122,9 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
         session_id: Some(session_id.clone()),
         livemode: Some(false),
         policy: Some("loyalty-tier".into()),
-        version: Some(policy_engine::engine::content_hash(&std::fs::read(&wasm).unwrap())),
+        version: Some(policy_engine::engine::content_hash(
+            &std::fs::read(&wasm).unwrap(),
+        )),
         input_digest: Some(audit::input_digest(&session, &request)),
         input: Some(input),
         customer: None,
@@ -120,7 +134,10 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
         amounts_before: Some(amounts.clone()),
         amounts_after: Some(amounts),
         timing: Timing::default(),
-        fuel: Some(Fuel { used: 30_000, budget: 11_000_000 }),
+        fuel: Some(Fuel {
+            used: 30_000,
+            budget: 11_000_000,
+        }),
         outcome: "applied".into(),
         error: None,
     };
@@ -140,7 +157,14 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
     // fetch --from-log saves the session and the record side by side.
     let replay_dir = dir.join("replay");
     let out = runner_async(args(&[
-        "fetch", &session_id, "--from-log", &log, "--out-dir", &replay_dir, "--api-base", &url,
+        "fetch",
+        &session_id,
+        "--from-log",
+        &log,
+        "--out-dir",
+        &replay_dir,
+        "--api-base",
+        &url,
     ]))
     .await;
     let (stdout, stderr) = text(&out);
@@ -156,18 +180,35 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
     assert!(stdout.contains("version   same"), "{stdout}");
     assert!(stdout.contains("input     same"), "{stdout}");
     assert!(stdout.contains("decision  SAME as logged"), "{stdout}");
-    assert!(stdout.contains("now       2026-11-27T09:00:00Z"), "{stdout}");
+    assert!(
+        stdout.contains("now       2026-11-27T09:00:00Z"),
+        "{stdout}"
+    );
 
     // A logged decision the policy no longer makes: non-zero, with the difference.
     let mut changed = record.clone();
-    if let Some(DecisionView::Apply { coupon_data: Some(c), .. }) = changed.decision.as_mut() {
+    if let Some(DecisionView::Apply {
+        coupon_data: Some(c),
+        ..
+    }) = changed.decision.as_mut()
+    {
         c.percent_off = Some(10.0);
     }
     let changed_path = dir.join("changed.record.json");
-    std::fs::write(&changed_path, serde_json::to_string_pretty(&changed).unwrap()).unwrap();
+    std::fs::write(
+        &changed_path,
+        serde_json::to_string_pretty(&changed).unwrap(),
+    )
+    .unwrap();
     let fixture_path = format!("{replay_dir}/{session_id}.json");
     let out = runner_async(args(&[
-        "replay", &s(&wasm), "--record", &changed_path, "--fixture", &fixture_path, "--json",
+        "replay",
+        &s(&wasm),
+        "--record",
+        &changed_path,
+        "--fixture",
+        &fixture_path,
+        "--json",
     ]))
     .await;
     assert_eq!(out.status.code(), Some(1));

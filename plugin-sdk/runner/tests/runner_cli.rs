@@ -17,11 +17,19 @@ const REFERENCE: &[&str] = &[
 #[test]
 fn every_reference_policys_cases_pass() {
     for name in REFERENCE {
-        let out = runner(&["test", &s(&cases(name)), "--component", &s(&component(name))]);
+        let out = runner(&[
+            "test",
+            &s(&cases(name)),
+            "--component",
+            &s(&component(name)),
+        ]);
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{name}:\n{stdout}\n{stderr}");
         assert!(stdout.contains(" 0 failed"), "{name}:\n{stdout}");
-        let passes = stdout.lines().filter(|l| l.trim_start().starts_with("PASS")).count();
+        let passes = stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("PASS"))
+            .count();
         assert!(passes >= 5, "{name}: only {passes} cases\n{stdout}");
     }
 }
@@ -77,7 +85,10 @@ fn a_failing_case_exits_non_zero_with_a_readable_diff() {
         stdout.contains("coupon_data.amount_off: expected 999, got 1500"),
         "{stdout}"
     );
-    assert!(stdout.contains("totals.total: expected 14001, got 13500"), "{stdout}");
+    assert!(
+        stdout.contains("totals.total: expected 14001, got 13500"),
+        "{stdout}"
+    );
     assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
 }
 
@@ -89,7 +100,12 @@ fn a_broken_case_file_fails_the_run() {
         "fixture = \"nope.json\"\n[expect]\ndecison = { type = \"clear\" }\n",
     )
     .unwrap();
-    let out = runner(&["test", &s(dir.path()), "--component", &s(&component("cart-threshold"))]);
+    let out = runner(&[
+        "test",
+        &s(dir.path()),
+        "--component",
+        &s(&component("cart-threshold")),
+    ]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("decison"), "{stdout}");
@@ -99,14 +115,32 @@ fn a_broken_case_file_fails_the_run() {
 fn an_over_budget_policy_is_flagged() {
     let fixture = cases("cart-threshold").join("fixtures/cart-150.json");
     let wasm = component("cart-threshold");
-    let out = runner(&["run", &s(&wasm), "--fixture", &s(&fixture), "--fuel", "2000"]);
+    let out = runner(&[
+        "run",
+        &s(&wasm),
+        "--fixture",
+        &s(&fixture),
+        "--fuel",
+        "2000",
+    ]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let fuel_line = stdout.lines().find(|l| l.trim_start().starts_with("fuel")).unwrap();
+    let fuel_line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("fuel"))
+        .unwrap();
     assert!(fuel_line.contains("OVER LIMIT"), "{stdout}");
     assert!(stdout.contains("fuel_exhausted"), "{stdout}");
 
-    let out = runner(&["run", &s(&wasm), "--fixture", &s(&fixture), "--fuel", "2000", "--json"]);
+    let out = runner(&[
+        "run",
+        &s(&wasm),
+        "--fixture",
+        &s(&fixture),
+        "--fuel",
+        "2000",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false);
@@ -154,7 +188,10 @@ fn json_output_parses_and_has_everything() {
         .iter()
         .map(|p| p.as_str().unwrap())
         .collect();
-    assert!(update.contains(&"discounts[0][coupon_data][percent_off]=15"), "{update:?}");
+    assert!(
+        update.contains(&"discounts[0][coupon_data][percent_off]=15"),
+        "{update:?}"
+    );
     assert_eq!(v["logs"][0]["message"], "applying promo code");
     assert!(v["cost"]["fuel_used"].as_u64().unwrap() > 0);
     assert_eq!(v["cost"]["fuel_budget"], 11_000_000);
@@ -199,7 +236,14 @@ fn config_and_now_overrides_reach_the_policy() {
     };
     let v = run(&["--now", "2026-11-01T00:00:00Z"]);
     assert_eq!(v["decision"]["type"], "clear");
-    let v = run(&["--now", "1795780000", "--config", "percent=30", "--config", "name=Thirty"]);
+    let v = run(&[
+        "--now",
+        "1795780000",
+        "--config",
+        "percent=30",
+        "--config",
+        "name=Thirty",
+    ]);
     assert_eq!(v["decision"]["coupon_data"]["percent_off"], 30.0);
     assert_eq!(v["decision"]["coupon_data"]["name"], "Thirty");
     assert_eq!(v["totals"]["after"]["total"], 10500);
@@ -216,9 +260,15 @@ fn new_scaffolds_a_standalone_project() {
     assert!(manifest.contains("name = \"welcome-offer\""), "{manifest}");
     assert!(manifest.contains("\n[workspace]\n"), "{manifest}");
     let sdk = std::fs::canonicalize(workspace().join("plugin-sdk/rust")).unwrap();
-    assert!(manifest.contains(&format!("path = \"{}\"", s(&sdk))), "{manifest}");
+    assert!(
+        manifest.contains(&format!("path = \"{}\"", s(&sdk))),
+        "{manifest}"
+    );
     let settings = std::fs::read_to_string(project.join("policy.toml")).unwrap();
-    assert!(settings.contains("routes = [\"/apply-welcome-offer\"]"), "{settings}");
+    assert!(
+        settings.contains("routes = [\"/apply-welcome-offer\"]"),
+        "{settings}"
+    );
     let lib = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
     assert!(lib.contains("export_policy!(WelcomeOffer)"), "{lib}");
     assert!(project.join("cases/fixtures/session.json").exists());

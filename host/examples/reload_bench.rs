@@ -1,0 +1,286 @@
+//! Hot reload benchmark against the real `discount-host` binary and the Stripe emulator.
+//!
+//! 1. Reload latency: from the rename of a new `promo.wasm` (a Rust policy, new content
+//!    hash, so compiled) into the watched directory to the new version serving;
+//!    also for a settings-only change and for a component already in the cache.
+//! 2. Restart time (spawn to the ready line) with a cold and a warm compilation cache,
+//!    for every policy in `target/policies` (Rust, JS and Python when built).
+//!
+//! Run: `cargo build --release -p discount-host && cargo run --release -p discount-host
+//! --example reload_bench [-- RELOADS RESTARTS]` (defaults 30 and 2).
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("reload-bench-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The same component with a unique custom section first: a new content hash.
+fn unique(wasm: &[u8], n: usize) -> Vec<u8> {
+    let payload = format!("bench-{}-{n}-{:?}", std::process::id(), Instant::now());
+    let mut section = vec![5u8];
+    section.extend_from_slice(b"bench");
+    section.extend_from_slice(payload.as_bytes());
+    let mut out = wasm[..8].to_vec();
+    out.push(0);
+    out.push(section.len() as u8); // < 128
+    out.extend_from_slice(&section);
+    out.extend_from_slice(&wasm[8..]);
+    out
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> (PathBuf, PathBuf) {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, bytes).unwrap();
+    (tmp, path.to_path_buf())
+}
+
+struct HostProcess {
+    child: Child,
+    url: String,
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Spawns the host; returns it and the time from spawn to its ready line.
+fn spawn_host(
+    stripe: &str,
+    policies: &Path,
+    cache: &Path,
+    config: &str,
+) -> (HostProcess, Duration) {
+    let bin = std::env::var_os("DISCOUNT_HOST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/release/discount-host"));
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release -p discount-host",
+        bin.display()
+    );
+    let config_path = policies.with_extension("host.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .env("STRIPE_SECRET_KEY", "sk_test_bench")
+        .env("STRIPE_API_BASE", stripe)
+        .env("DISCOUNT_HOST_LISTEN", "127.0.0.1:0")
+        .env("DISCOUNT_HOST_POLICY_DIR", policies)
+        .env("DISCOUNT_HOST_CACHE_DIR", cache)
+        .env("DISCOUNT_HOST_CONFIG", &config_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().expect("host exited before ready").unwrap();
+        if let Some(rest) = line.strip_prefix("discount-host ready: listen=") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let elapsed = started.elapsed();
+    std::thread::spawn(move || for _ in lines {});
+    (HostProcess { child, url }, elapsed)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn summary(name: &str, mut ms: Vec<f64>) {
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "{name:<44} n={:<3} p50={:>7.1} ms  p95={:>7.1} ms  max={:>7.1} ms",
+        ms.len(),
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.95),
+        ms[ms.len() - 1]
+    );
+}
+
+async fn promo_status(http: &reqwest::Client, url: &str) -> Value {
+    let all: Value = http
+        .get(format!("{url}/admin/policies"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    all.as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == "promo").cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Renames `tmp` over `path`, then polls until the status reports `want` serving
+/// (the status is updated after the swap); returns the latency.
+async fn timed_swap(
+    http: &reqwest::Client,
+    url: &str,
+    (tmp, path): (PathBuf, PathBuf),
+    want: impl Fn(&Value) -> bool,
+) -> f64 {
+    let started = Instant::now();
+    std::fs::rename(tmp, path).unwrap();
+    loop {
+        if want(&promo_status(http, url).await) {
+            return started.elapsed().as_secs_f64() * 1e3;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "reload never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let reloads = args.first().copied().unwrap_or(30);
+    let restarts = args.get(1).copied().unwrap_or(2);
+    let built = workspace().join("target/policies");
+    let emulator = stripe_emulator::Emulator::new()
+        .start("127.0.0.1:0")
+        .await
+        .unwrap();
+    let stripe = emulator.base_url();
+    let http = reqwest::Client::new();
+
+    // 1. Reload latency, default [reload] settings (watch, debounce 50 ms, settle 100 ms).
+    let dir = temp_dir("reload");
+    let cache = temp_dir("reload-cache");
+    let base = std::fs::read(built.join("cart-threshold.wasm")).unwrap();
+    let toml = |percent: usize| {
+        format!("routes = [\"/apply-cart-discount\"]\n[config]\npercent = \"{percent}\"\n")
+    };
+    std::fs::write(dir.join("promo.toml"), toml(10)).unwrap();
+    std::fs::write(dir.join("promo.wasm"), &base).unwrap();
+    let (host, _) = spawn_host(&stripe, &dir, &cache, "");
+    let mut compiled = vec![];
+    let mut compile_ms = vec![];
+    let mut seen = vec![];
+    for n in 0..reloads {
+        let wasm = unique(&base, n);
+        let hash = policy_engine::engine::content_hash(&wasm);
+        let swap = write_atomic(&dir.join("promo.wasm"), &wasm);
+        compiled.push(timed_swap(&http, &host.url, swap, |s| s["version"] == hash.as_str()).await);
+        let s = promo_status(&http, &host.url).await;
+        compile_ms.push(
+            s["history"].as_array().unwrap().last().unwrap()["compile_ms"]
+                .as_f64()
+                .unwrap(),
+        );
+        seen.push((wasm, hash));
+    }
+    let mut settings_only = vec![];
+    for n in 0..reloads {
+        let text = toml(11 + n % 50);
+        let digest = policy_engine::PolicySettings::from_toml(&text)
+            .unwrap()
+            .digest();
+        let swap = write_atomic(&dir.join("promo.toml"), text.as_bytes());
+        settings_only.push(
+            timed_swap(&http, &host.url, swap, |s| {
+                s["settings_digest"] == digest.as_str()
+            })
+            .await,
+        );
+    }
+    let mut cached = vec![];
+    for (wasm, hash) in seen.iter().take(reloads) {
+        let swap = write_atomic(&dir.join("promo.wasm"), wasm);
+        cached.push(timed_swap(&http, &host.url, swap, |s| s["version"] == hash.as_str()).await);
+    }
+    // The route serves after all that.
+    let r = http
+        .post(format!("{}/apply-cart-discount", host.url))
+        .json(&json!({"checkout_session_id": "cs_test_missing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "an unknown session answers 404 from a serving route"
+    );
+    drop(host);
+    println!(
+        "reload latency, rename -> new version serving (Rust cart-threshold, {} KiB):",
+        base.len() / 1024
+    );
+    summary("  new component (compiled)", compiled);
+    summary("    of which compile", compile_ms);
+    summary("  settings-only change", settings_only);
+    summary("  component already in the cache", cached);
+
+    // 2. Restart with a cold and a warm compilation cache.
+    let all = temp_dir("restart");
+    let mut names = vec![];
+    for entry in std::fs::read_dir(&built).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            std::fs::copy(&path, all.join(format!("{stem}.wasm"))).unwrap();
+            std::fs::copy(
+                built.join(format!("{stem}.toml")),
+                all.join(format!("{stem}.toml")),
+            )
+            .ok();
+            names.push(stem);
+        }
+    }
+    names.sort();
+    let config = "[reload]\nwatch = false\npoll_interval_ms = 3600000\n";
+    let warm_cache = temp_dir("restart-warm");
+    let mut cold = vec![];
+    for i in 0..restarts.max(1) {
+        let c = temp_dir(&format!("restart-cold-{i}"));
+        cold.push(spawn_host(&stripe, &all, &c, config).1.as_secs_f64() * 1e3);
+        std::fs::remove_dir_all(c).ok();
+    }
+    spawn_host(&stripe, &all, &warm_cache, config); // fills the cache
+    let mut warm = vec![];
+    for _ in 0..restarts.max(1) + 1 {
+        warm.push(
+            spawn_host(&stripe, &all, &warm_cache, config)
+                .1
+                .as_secs_f64()
+                * 1e3,
+        );
+    }
+    println!("restart, spawn -> ready, policies: {}", names.join(", "));
+    summary("  cold compilation cache", cold);
+    summary("  warm compilation cache", warm);
+    for d in [dir, cache, all, warm_cache] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}

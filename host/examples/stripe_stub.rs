@@ -1,0 +1,116 @@
+//! A Stripe stub for load tests: answers `GET` and `POST /v1/checkout/sessions/{id}`
+//! at once with a canned open Checkout Session (20 line items, an expanded
+//! customer with `tier=gold` metadata) carrying the requested id. No state, no
+//! locks: it measures the host, not the emulator.
+//!
+//! Run: `cargo run --release -p discount-host --example stripe_stub -- 127.0.0.1:12112`
+
+use axum::extract::Path;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The canned session, split around its id.
+struct Canned {
+    before_id: String,
+    after_id: String,
+}
+
+impl Canned {
+    fn new(discounted: bool) -> Self {
+        const MARK: &str = "cs_SESSION_ID_MARK";
+        let items = 20;
+        let data: Vec<serde_json::Value> = (0..items)
+            .map(|i| {
+                serde_json::json!({
+                    "id": format!("li_{i:024}"), "object": "item",
+                    "amount_subtotal": 1500, "amount_total": if discounted { 1275 } else { 1500 },
+                    "amount_discount": if discounted { 225 } else { 0 }, "amount_tax": 0,
+                    "currency": "usd", "description": format!("Product {i}"), "quantity": 1,
+                    "price": {"id": format!("price_{i:024}"), "object": "price", "unit_amount": 1500,
+                              "currency": "usd", "product": format!("prod_{i:024}")}
+                })
+            })
+            .collect();
+        let subtotal = 1500 * items;
+        let discount = if discounted { subtotal * 15 / 100 } else { 0 };
+        let discounts = if discounted {
+            serde_json::json!([{"coupon": "Z4OV52SU", "promotion_code": null}])
+        } else {
+            serde_json::json!([])
+        };
+        let session = serde_json::json!({
+            "id": MARK, "object": "checkout.session", "livemode": false, "mode": "payment",
+            "status": "open", "currency": "usd",
+            "amount_subtotal": subtotal, "amount_total": subtotal - discount,
+            "total_details": {"amount_discount": discount, "amount_shipping": 0, "amount_tax": 0},
+            "customer": {"id": "cus_stub", "object": "customer", "email": "jenny@example.com",
+                         "name": "Jenny Rosen", "metadata": {"tier": "gold", "segment": "vip"}},
+            "customer_email": "jenny@example.com",
+            "metadata": {"cart_id": "cart_123"},
+            "line_items": {"object": "list", "has_more": false,
+                           "url": "/v1/checkout/sessions/x/line_items", "data": data},
+            "discounts": discounts,
+            "created": 1_764_000_000, "expires_at": 4_102_444_800_i64
+        })
+        .to_string();
+        let (before, after) = session
+            .split_once(MARK)
+            .expect("the mark is in the session");
+        Canned {
+            before_id: before.to_string(),
+            after_id: after.to_string(),
+        }
+    }
+
+    fn body(&self, id: &str) -> String {
+        let mut body = String::with_capacity(self.before_id.len() + id.len() + self.after_id.len());
+        body.push_str(&self.before_id);
+        // Session ids are URL path segments; keep the JSON valid whatever comes in.
+        body.extend(
+            id.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_'),
+        );
+        body.push_str(&self.after_id);
+        body
+    }
+}
+
+fn answer(canned: &Canned, id: &str) -> axum::response::Response {
+    (
+        [
+            (CONTENT_TYPE, "application/json"),
+            ("request-id", "req_stub"),
+        ],
+        canned.body(id),
+    )
+        .into_response()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let listen: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:12112".into())
+        .parse()?;
+    let open = Arc::new(Canned::new(false));
+    let updated = Arc::new(Canned::new(true));
+    let app = Router::new().route(
+        "/v1/checkout/sessions/{id}",
+        get(move |Path(id): Path<String>| {
+            let open = open.clone();
+            async move { answer(&open, &id) }
+        })
+        .post(move |Path(id): Path<String>| {
+            let updated = updated.clone();
+            async move { answer(&updated, &id) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("stripe-stub ready: http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}

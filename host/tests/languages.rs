@@ -1,0 +1,246 @@
+//! Policies in C, JavaScript and Python (built by `scripts/build-lang-policies.sh`) through
+//! the real host: loaded, served against the Stripe emulator, and hot-reloaded.
+
+mod common;
+
+use common::tempdir::TempDir;
+use common::{built_policies, workspace, Host, Stripe};
+use policy_engine::engine::content_hash;
+use policy_engine::{EngineConfig, PolicyEngine, PolicySettings};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const C_ROUTE: &str = "/apply-c-cart-discount";
+const JS_ROUTE: &str = "/apply-js-limited-time-offer";
+const PY_ROUTE: &str = "/apply-py-location-discount";
+
+fn wasm(name: &str) -> Vec<u8> {
+    std::fs::read(built_policies().join(format!("{name}.wasm")))
+        .unwrap_or_else(|e| panic!("{name}.wasm: {e}; run scripts/build-lang-policies.sh"))
+}
+
+fn toml(name: &str) -> String {
+    std::fs::read_to_string(built_policies().join(format!("{name}.toml"))).unwrap()
+}
+
+/// The component with a `policy-build` custom section appended: same code, new version
+/// (a new content hash), as a rebuild stamped with a build id would be.
+fn rebuilt(component: &[u8], build: &str) -> Vec<u8> {
+    let name = b"policy-build";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(build.as_bytes());
+    assert!(payload.len() < 128);
+    let mut out = component.to_vec();
+    out.push(0); // custom section
+    out.push(payload.len() as u8);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Settings of the JS time-limited offer with a window around the real clock (the host's now).
+fn js_settings(percent: &str, name: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let limits = toml("js-time-limited");
+    let limits = &limits[limits
+        .find("[limits]")
+        .expect("[limits] in js-time-limited.toml")..];
+    format!(
+        "routes = [\"{JS_ROUTE}\"]\n[config]\nstarts_at = \"{}\"\nends_at = \"{}\"\npercent = \"{percent}\"\nname = \"{name}\"\n{limits}",
+        now - 3_600,
+        now + 86_400
+    )
+}
+
+/// The settings file with `name = "..."` replaced and one line added to `[config]`.
+fn edited(settings: &str, name: &str, extra: &str) -> String {
+    let mut out = String::new();
+    for line in settings.lines() {
+        if line.starts_with("name = ") {
+            out.push_str(&format!("name = \"{name}\"\n{extra}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(out.contains(name), "no name line in {settings}");
+    out
+}
+
+/// Compiles components into the host's compile cache ahead of starting it, so the host's
+/// start and reloads (which the harness bounds in time) load artifacts instead of
+/// compiling 12–18 MB components; the same cache serves later runs.
+fn warm_cache(components: &[&[u8]]) {
+    let engine = PolicyEngine::new(EngineConfig {
+        cache_dir: Some(workspace().join("target/test-policy-cache")),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let settings = PolicySettings::from_toml(&toml("py-location")).unwrap();
+    for (i, bytes) in components.iter().enumerate() {
+        engine
+            .load(&format!("warm-{i}"), bytes, settings.clone())
+            .unwrap_or_else(|e| panic!("component {i} does not load: {e}"));
+    }
+}
+
+fn write(dir: &Path, name: &str, component: &[u8], settings: &str) {
+    // Settings first: the component's arrival makes a new version complete.
+    std::fs::write(dir.join(format!("{name}.toml")), settings).unwrap();
+    std::fs::write(dir.join(format!("{name}.wasm")), component).unwrap();
+}
+
+async fn status_of(host: &Host, name: &str) -> Value {
+    let all = host.get_json("/admin/policies").await;
+    all.as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Waits (up to 3 min: a cold compile of a JS or Python component takes seconds) until the
+/// host serves `version` of the policy.
+async fn wait_version(host: &Host, name: &str, version: &str) {
+    let start = Instant::now();
+    loop {
+        let s = status_of(host, name).await;
+        if s["version"] == version {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "{name} never served {version}: {s:#}\n{}",
+            host.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Calls a route for a session; checks the host's answer and what Stripe holds.
+async fn serve(
+    stripe: &Stripe,
+    host: &Host,
+    route: &str,
+    id: &str,
+    coupon: &str,
+    discount: i64,
+    total: i64,
+) {
+    let a = host.post(route, json!({"checkout_session_id": id})).await;
+    assert_eq!(a.status, 200, "{route}: {:#}", a.body);
+    assert_eq!(a.body["value"]["decision"]["type"], "apply", "{:#}", a.body);
+    assert_eq!(a.body["value"]["decision"]["coupon_data"]["name"], coupon);
+    assert_eq!(a.body["value"]["session"]["amount_discount"], discount);
+    let s = stripe.get_session(id).await;
+    assert_eq!(s["total_details"]["amount_discount"], discount, "{s:#}");
+    assert_eq!(s["amount_total"], total, "{s:#}");
+    assert_eq!(s["discounts"][0]["coupon"]["name"], coupon);
+}
+
+/// A 150.00 USD session shipping to Paris (75001).
+async fn paris_session(stripe: &Stripe) -> String {
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    let r = stripe
+        .http
+        .post(format!(
+            "{}/_emulator/sessions/{id}/shipping_details",
+            stripe.url()
+        ))
+        .json(&json!({"name": "Jeanne", "address": {"country": "FR", "postal_code": "75001", "city": "Paris"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    id
+}
+
+#[tokio::test]
+async fn c_js_and_python_policies_are_served_and_hot_reloaded() {
+    let (c1, js1, py1) = (
+        wasm("c-cart-threshold"),
+        wasm("js-time-limited"),
+        wasm("py-location"),
+    );
+    let (c2, js2, py2) = (rebuilt(&c1, "v2"), rebuilt(&js1, "v2"), rebuilt(&py1, "v2"));
+    let js_toml = js_settings("20", "JS offer");
+    let (c_toml, py_toml) = (toml("c-cart-threshold"), toml("py-location"));
+    warm_cache(&[&c1, &js1, &py1, &c2, &js2, &py2]);
+
+    let dir = TempDir::new();
+    write(dir.path(), "c-cart-threshold", &c1, &c_toml);
+    write(dir.path(), "js-time-limited", &js1, &js_toml);
+    write(dir.path(), "py-location", &py1, &py_toml);
+    let stripe = Stripe::start().await;
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    for (name, component) in [
+        ("c-cart-threshold", &c1),
+        ("js-time-limited", &js1),
+        ("py-location", &py1),
+    ] {
+        wait_version(&host, name, &content_hash(component)).await;
+    }
+
+    // Version 1 of each, through the real host and the emulator.
+    // C: 10 % of 150.00 is 15.00.
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    serve(&stripe, &host, C_ROUTE, &id, "Cart discount", 1_500, 13_500).await;
+    // A cart of exactly 100.00 gets no discount: `clear`.
+    let small = stripe.session("usd", &[(5_000, 2)], None).await;
+    let a = host
+        .post(C_ROUTE, json!({"checkout_session_id": small}))
+        .await;
+    assert_eq!(a.body["value"]["decision"]["type"], "clear", "{:#}", a.body);
+    // JavaScript: the offer runs now, 20 % of 150.00.
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    serve(&stripe, &host, JS_ROUTE, &id, "JS offer", 3_000, 12_000).await;
+    // Python: shipping to Paris, postal.FR.75 = 12 %.
+    let paris = paris_session(&stripe).await;
+    serve(
+        &stripe,
+        &host,
+        PY_ROUTE,
+        &paris,
+        "Regional discount",
+        1_800,
+        13_200,
+    )
+    .await;
+
+    // Version 2 of each: a new component and new settings dropped into the directory.
+    write(
+        dir.path(),
+        "c-cart-threshold",
+        &c2,
+        &edited(&c_toml, "C v2", "").replace("percent = \"10\"", "percent = \"12\""),
+    );
+    write(
+        dir.path(),
+        "js-time-limited",
+        &js2,
+        &js_settings("25", "JS v2"),
+    );
+    write(
+        dir.path(),
+        "py-location",
+        &py2,
+        &edited(&py_toml, "Py v2", "")
+            .replace("\"postal.FR.75\" = \"12\"", "\"postal.FR.75\" = \"20\""),
+    );
+    for (name, component) in [
+        ("c-cart-threshold", &c2),
+        ("js-time-limited", &js2),
+        ("py-location", &py2),
+    ] {
+        wait_version(&host, name, &content_hash(component)).await;
+    }
+    // Settings land with or before the component; wait until the new name serves.
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    serve(&stripe, &host, C_ROUTE, &id, "C v2", 1_800, 13_200).await;
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    serve(&stripe, &host, JS_ROUTE, &id, "JS v2", 3_750, 11_250).await;
+    // The same Paris session again: the new rate replaces the old discount.
+    serve(&stripe, &host, PY_ROUTE, &paris, "Py v2", 3_000, 12_000).await;
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# End-to-end load test of the real host (release) against a Stripe stub on loopback
+# that answers at once (host/examples/stripe_stub.rs). Measures, in one run:
+#   - startup to the first served storefront request, cold and warm compilation cache;
+#   - resident memory idle (no policies, the example policies) and under load;
+#   - requests/s, p50 and p99 at $CONNECTIONS connections for the discount route
+#     (one Stripe retrieve + one update per request), for the no-op route (GET /healthz),
+#     and for the stub alone (a hand-written server doing nothing).
+# Not part of scripts/test.sh: timings are benchmarks, not tests. See docs/performance.md.
+#
+# Usage: scripts/load-test.sh            (DURATION=10 CONNECTIONS=64 THREADS=2 RUST_LOG=warn)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-64}"
+THREADS="${THREADS:-2}"
+STUB_PORT="${STUB_PORT:-12112}"
+HOST_PORT="${HOST_PORT:-4243}"
+ROUTE="${ROUTE:-/apply-loyalty-discount}"
+export RUST_LOG="${RUST_LOG:-warn}"
+
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk (Debian package)" >&2
+    if [ "$(id -u)" = 0 ]; then apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+    else sudo apt-get install -y wrk >/dev/null; fi
+fi
+
+[ -f target/policies/loyalty-tier.wasm ] || scripts/build-policies.sh
+cargo build --release -p discount-host --bin discount-host --example stripe_stub
+host_bin="$root/target/release/discount-host"
+stub_bin="$root/target/release/examples/stripe_stub"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/policies" "$work/empty" "$work/cold-cache"
+for p in cart-threshold loyalty-tier; do
+    cp "target/policies/$p.wasm" "target/policies/$p.toml" "$work/policies/"
+done
+cat >"$work/post.lua" <<EOF
+local n = 0
+local threads = 0
+function setup(thread) thread:set("tid", threads); threads = threads + 1 end
+function request()
+  n = n + 1
+  -- A new session id per request: the host serializes requests per session.
+  return wrk.format("POST", "$ROUTE", {["Content-Type"] = "application/json"},
+    '{"checkout_session_id":"cs_test_load_' .. tid .. '_' .. n .. '"}')
+end
+EOF
+
+now_ms() { date +%s%3N; }
+rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+"$stub_bin" "127.0.0.1:$STUB_PORT" >"$work/stub.log" 2>&1 &
+stub_pid=$!
+pids+=("$stub_pid")
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$STUB_PORT/v1/checkout/sessions/cs_x" >/dev/null && break; sleep 0.05; done
+
+# Starts the host on $1 (policy dir) with cache $2; sets host_pid and startup_ms
+# (launch to the first 200 on $3: "post" for the discount route, "get" for /healthz).
+start_host() {
+    local t0
+    t0=$(now_ms)
+    STRIPE_SECRET_KEY=sk_test_load "$host_bin" --listen "127.0.0.1:$HOST_PORT" \
+        --policy-dir "$1" --cache-dir "$2" --stripe-api-base "http://127.0.0.1:$STUB_PORT" \
+        >"$work/host.out" 2>"$work/host.err" &
+    host_pid=$!
+    pids+=("$host_pid")
+    for _ in $(seq 2000); do
+        if [ "$3" = post ]; then
+            curl -fs -o /dev/null -X POST "http://127.0.0.1:$HOST_PORT$ROUTE" \
+                -H 'Content-Type: application/json' -d '{"checkout_session_id":"cs_test_startup"}' && break
+        else
+            curl -fs -o /dev/null "http://127.0.0.1:$HOST_PORT/healthz" && break
+        fi
+        kill -0 "$host_pid" 2>/dev/null || { cat "$work/host.err" >&2; exit 1; }
+        sleep 0.005
+    done
+    startup_ms=$(( $(now_ms) - t0 ))
+}
+stop_host() { kill "$host_pid"; wait "$host_pid" 2>/dev/null || true; }
+
+# wrk summary: "req/s p50 p99 errors"
+run_wrk() {
+    local out
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@")
+    echo "$out" >>"$work/wrk.log"
+    local rps p50 p99 errors
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    errors=$(awk '/Non-2xx/ {print $5} /Socket errors/ {e = $4 + $6 + $8 + $10} END {print e + 0}' <<<"$out" | paste -sd+ | bc)
+    echo "$rps $p50 $p99 $errors"
+}
+
+echo "== startup and idle memory"
+start_host "$work/empty" "$work/cold-cache" get
+sleep 1
+rss_empty=$(rss_mb "$host_pid")
+stop_host
+start_host "$work/policies" "$work/cold-cache" post
+startup_cold=$startup_ms
+stop_host
+start_host "$work/policies" "$work/cold-cache" post
+startup_warm=$startup_ms
+sleep 1
+rss_idle=$(rss_mb "$host_pid")
+
+echo "== load: $CONNECTIONS connections, $THREADS wrk threads, ${DURATION}s each, RUST_LOG=$RUST_LOG"
+read -r stub_rps stub_p50 stub_p99 stub_err < <(run_wrk "http://127.0.0.1:$STUB_PORT/v1/checkout/sessions/cs_test_direct")
+read -r noop_rps noop_p50 noop_p99 noop_err < <(run_wrk "http://127.0.0.1:$HOST_PORT/healthz")
+( sleep $((DURATION / 2)); rss_mb "$host_pid" >"$work/rss-load" ) &
+read -r disc_rps disc_p50 disc_p99 disc_err < <(run_wrk -s "$work/post.lua" "http://127.0.0.1:$HOST_PORT")
+wait
+rss_load=$(cat "$work/rss-load")
+sleep 2
+rss_after=$(rss_mb "$host_pid")
+stop_host
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.3f", a / b }'; }
+summary="$work/summary.txt"
+{
+    echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; host RUST_LOG=$RUST_LOG; wrk, host and stub share the machine"
+    printf '%-34s %10s %9s %9s %7s\n' "route" "req/s" "p50" "p99" "errors"
+    printf '%-34s %10s %9s %9s %7s\n' "stub alone (GET session)" "$stub_rps" "$stub_p50" "$stub_p99" "$stub_err"
+    printf '%-34s %10s %9s %9s %7s\n' "host no-op (GET /healthz)" "$noop_rps" "$noop_p50" "$noop_p99" "$noop_err"
+    printf '%-34s %10s %9s %9s %7s\n' "host POST $ROUTE" "$disc_rps" "$disc_p50" "$disc_p99" "$disc_err"
+    echo "discount route / no-op route throughput: $(ratio "$disc_rps" "$noop_rps")"
+    echo "discount route / stub alone throughput: $(ratio "$disc_rps" "$stub_rps")"
+    echo "startup to first served request: warm cache ${startup_warm} ms, cold cache ${startup_cold} ms (warm/cold $(ratio "$startup_warm" "$startup_cold"))"
+    echo "RSS: no policies ${rss_empty} MB; example policies idle ${rss_idle} MB (ratio $(ratio "$rss_idle" "$rss_empty")); under load ${rss_load} MB; 2 s after load ${rss_after} MB"
+} | tee "$summary"
+mkdir -p target/load-test
+cp "$summary" "$work/wrk.log" target/load-test/
