@@ -88,7 +88,8 @@ stamp_of() {
     local dir="$1" tool="$2"
     {
         echo "$tool"
-        sha256sum "${BASH_SOURCE[0]}" wit/*.wit
+        sha256sum <"$root/scripts/build-lang-policies.sh"
+        sha256sum wit/*.wit
         find "$dir/src" -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum
     } | sha256sum | cut -d' ' -f1
 }

@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p policy-engine --bench languages`
 //! (`BENCH_POLICY_DIR` picks another dir of built policies). Prints a Markdown table.
 
-use policy_engine::{mapping, Clock, EngineConfig, PolicyEngine, PolicySettings};
+use policy_engine::{mapping, Clock, Decision, EngineConfig, PolicyEngine, PolicySettings};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -94,14 +94,17 @@ fn main() {
         }
         let last = last.expect("at least one run");
         let decision = match &last.result {
-            Ok(d) => format!("{d:?}").chars().take(12).collect::<String>(),
+            Ok(Decision::Apply(_)) => "apply",
+            Ok(Decision::Clear) => "clear",
+            Ok(Decision::Keep) => "keep",
+            Ok(Decision::Reject(_)) => "reject",
             Err(e) => panic!("{name}: {e}"),
         };
         times.sort();
         let median = times[times.len() / 2];
         let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
         rows.push(format!(
-            "| {language} | `{name}` | {:.1} KB | {} | {} | {:.3} ms | {:.3} ms | {} | {:.1} MB | {decision}… |",
+            "| {language} | `{name}` | {:.1} KB | {} | {} | {:.3} ms | {:.3} ms | {} | {:.1} MB | {decision} |",
             wasm.len() as f64 / 1024.0,
             ms(cold.compile_time),
             ms(cached),

@@ -7,14 +7,14 @@ use crate::bindings::{
 };
 use crate::cache::ComponentCache;
 use crate::limits::Limits;
-use crate::pool::{Permits, PoolSettings};
+use crate::pool::{Permit, Permits, PoolSettings};
 use crate::settings::PolicySettings;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
@@ -227,6 +227,7 @@ pub struct Policy {
     pre: DiscountPolicyPre<StoreState>,
     engine: Engine,
     permits: Option<Arc<Permits>>,
+    warm: Option<Arc<WarmPool>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -476,16 +477,17 @@ impl PolicyEngine {
             pre,
             engine: engine.clone(),
             permits: backend.permits.clone(),
+            warm: None,
         };
         {
-            let _permit = backend.permits.as_deref().map(Permits::acquire);
+            let _permit = backend.permits.as_ref().map(Permits::acquire);
             let mut store = policy.store(Clock::System);
             policy
                 .pre
                 .instantiate(&mut store)
                 .map_err(|e| LoadError::Instantiate(classify(e, &policy.limits).to_string()))?;
         }
-        Ok(policy)
+        Ok(WarmPool::start(policy))
     }
 }
 
@@ -569,7 +571,25 @@ impl Policy {
         store
     }
 
-    /// Evaluates the policy in a fresh, isolated instance.
+    /// Gives a store a new clock, fuel budget, deadline and empty logs.
+    fn rearm(&self, store: &mut Store<StoreState>, clock: Clock) {
+        let state = store.data_mut();
+        state.now = clock.now();
+        state.logs.clear();
+        state.log_bytes = 0;
+        state.logs_dropped = 0;
+        state.limiter.peak_memory_bytes = state.limiter.memory_bytes;
+        store.set_fuel(self.limits.fuel).ok();
+        let ticks = self
+            .limits
+            .timeout_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            + 1;
+        store.set_epoch_deadline(ticks);
+    }
+
+    /// Evaluates the policy in a fresh, isolated instance: a pre-initialised one
+    /// when the policy keeps some warm (see [`Limits::warm_instances`]).
     pub fn evaluate(
         &self,
         session: &CheckoutSession,
@@ -577,8 +597,21 @@ impl Policy {
         clock: Clock,
     ) -> Evaluation {
         let started = Instant::now();
+        if let Some(warm) = self.warm.as_deref().and_then(WarmPool::take) {
+            let WarmInstance {
+                mut store,
+                instance,
+                permit: _permit,
+            } = warm;
+            self.rearm(&mut store, clock);
+            let result = instance
+                .call_evaluate(&mut store, session, request)
+                .map_err(|e| classify(e, &self.limits))
+                .and_then(|decision| self.check_output_size(decision));
+            return self.finish(store, result, started);
+        }
         // Declared before the store, so the slot is back in the pool before the permit.
-        let _permit = self.permits.as_deref().map(Permits::acquire);
+        let _permit = self.permits.as_ref().map(Permits::acquire);
         let mut store = self.store(clock);
         let result = self
             .pre
@@ -593,6 +626,16 @@ impl Policy {
                     .map_err(|e| classify(e, &self.limits))
             })
             .and_then(|decision| self.check_output_size(decision));
+        self.finish(store, result, started)
+    }
+
+    /// The evaluation's result with its logs and cost; drops the instance.
+    fn finish(
+        &self,
+        store: Store<StoreState>,
+        result: Result<Decision, EvalError>,
+        started: Instant,
+    ) -> Evaluation {
         let wall = started.elapsed();
         let fuel_left = store.get_fuel().unwrap_or(0);
         let state = store.into_data();
@@ -633,6 +676,150 @@ impl Policy {
             }
             _ => Ok(decision),
         }
+    }
+}
+
+/// Instances of one policy instantiated and warmed in the background with a
+/// synthetic session (no customer's data), each then used for exactly one
+/// evaluation: lazy initialisation (JS engines compile functions on first call)
+/// leaves the request path.
+struct WarmPool {
+    ready: Mutex<Vec<WarmInstance>>,
+    taken: Condvar,
+}
+
+struct WarmInstance {
+    store: Store<StoreState>,
+    instance: DiscountPolicy,
+    /// Dropped after the store, so the pool slot is free before the permit.
+    permit: Option<Permit>,
+}
+
+impl WarmPool {
+    /// Gives the policy a warm pool and its refill thread when its limits ask for one.
+    fn start(mut policy: Policy) -> Policy {
+        let target = policy.limits.warm_instances;
+        if target == 0 {
+            return policy;
+        }
+        let pool = Arc::new(WarmPool {
+            ready: Mutex::new(Vec::with_capacity(target)),
+            taken: Condvar::new(),
+        });
+        let builder = policy.clone();
+        let weak = Arc::downgrade(&pool);
+        let spawned = std::thread::Builder::new()
+            .name(format!("warm-{}", policy.name))
+            .spawn(move || refill(builder, weak, target));
+        match spawned {
+            Ok(_) => policy.warm = Some(pool),
+            Err(e) => tracing::warn!(policy = %policy.name, error = %e, "no warm instances: cannot spawn the refill thread"),
+        }
+        policy
+    }
+
+    fn take(&self) -> Option<WarmInstance> {
+        let warm = self.ready.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        self.taken.notify_one();
+        warm
+    }
+}
+
+/// Keeps `target` warm instances ready until the policy is dropped.
+fn refill(builder: Policy, pool: Weak<WarmPool>, target: usize) {
+    let session = warmup_session();
+    let request = PolicyRequest {
+        action: builder.settings.routes.first().cloned().unwrap_or_default(),
+        input: Vec::new(),
+        input_json: "{}".into(),
+    };
+    while let Some(pool) = pool.upgrade() {
+        {
+            let ready = pool.ready.lock().unwrap_or_else(|p| p.into_inner());
+            if ready.len() >= target {
+                drop(pool.taken.wait_timeout(ready, Duration::from_millis(200)));
+                continue;
+            }
+        }
+        let permit = match &builder.permits {
+            Some(permits) => match permits.try_acquire() {
+                Some(permit) => Some(permit),
+                None => {
+                    drop(pool);
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let mut store = builder.store(Clock::System);
+        let warmed = builder.pre.instantiate(&mut store).and_then(|instance| {
+            instance
+                .call_evaluate(&mut store, &session, &request)
+                .map(|_| instance)
+        });
+        match warmed {
+            Ok(instance) => pool
+                .ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(WarmInstance {
+                    store,
+                    instance,
+                    permit,
+                }),
+            Err(e) => {
+                let error = classify(e, &builder.limits);
+                tracing::warn!(policy = %builder.name, %error, "warming an instance failed; retrying in 1 s");
+                drop((store, permit, pool));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// The synthetic session instances are warmed with: an open payment session of
+/// three line items and a customer, with no real customer's data.
+fn warmup_session() -> CheckoutSession {
+    use bindings::{Customer, LineItem, Mode, Status};
+    let item = |i: usize| LineItem {
+        id: format!("li_warmup_{i}"),
+        price_id: Some(format!("price_warmup_{i}")),
+        product_id: Some(format!("prod_warmup_{i}")),
+        description: Some("Warm-up item".into()),
+        quantity: 1,
+        unit_amount: Some(1000),
+        amount_subtotal: 1000,
+        amount_total: 1000,
+        amount_discount: 0,
+        currency: "usd".into(),
+    };
+    CheckoutSession {
+        id: "cs_warmup".into(),
+        livemode: false,
+        mode: Mode::Payment,
+        status: Some(Status::Open),
+        currency: Some("usd".into()),
+        amount_subtotal: Some(3000),
+        amount_total: Some(3000),
+        total_details: None,
+        customer_id: Some("cus_warmup".into()),
+        customer_email: None,
+        customer_details: None,
+        customer: Some(Customer {
+            id: "cus_warmup".into(),
+            email: None,
+            name: None,
+            metadata: Vec::new(),
+        }),
+        client_reference_id: None,
+        metadata: Vec::new(),
+        line_items: (0..3).map(item).collect(),
+        discounts: Vec::new(),
+        shipping_details: None,
+        shipping_cost: None,
+        created: 0,
+        expires_at: 0,
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Limits {
     pub log_records: usize,
     /// Cap on log bytes per evaluation; more are dropped and counted.
     pub log_bytes: usize,
+    /// Pre-initialised instances kept ready (instantiated and warmed with a synthetic
+    /// session in the background), each used for one evaluation; 0 turns this off.
+    pub warm_instances: usize,
 }
 
 impl Default for Limits {
@@ -45,6 +48,7 @@ impl Default for Limits {
             metadata_entries: 50,
             log_records: 100,
             log_bytes: 16 * 1024,
+            warm_instances: 0,
         }
     }
 }
@@ -69,6 +73,7 @@ impl Limits {
             metadata_entries: o.metadata_entries.unwrap_or(self.metadata_entries),
             log_records: o.log_records.unwrap_or(self.log_records),
             log_bytes: o.log_bytes.unwrap_or(self.log_bytes),
+            warm_instances: o.warm_instances.unwrap_or(self.warm_instances),
         }
     }
 }
@@ -99,4 +104,6 @@ pub struct LimitOverrides {
     pub log_records: Option<usize>,
     /// See [`Limits::log_bytes`].
     pub log_bytes: Option<usize>,
+    /// See [`Limits::warm_instances`].
+    pub warm_instances: Option<usize>,
 }

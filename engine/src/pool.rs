@@ -8,7 +8,7 @@
 //! pages only where the kernel offers `PAGEMAP_SCAN`).
 
 use serde::{Deserialize, Serialize};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Sizing of the instance pool; `[pool]` in the host configuration.
@@ -114,7 +114,7 @@ pub(crate) struct Permits {
 }
 
 /// One held permit, given back on drop.
-pub(crate) struct Permit<'a>(&'a Permits);
+pub(crate) struct Permit(Arc<Permits>);
 
 impl Permits {
     /// `n` permits.
@@ -126,17 +126,27 @@ impl Permits {
     }
 
     /// Waits for a permit.
-    pub(crate) fn acquire(&self) -> Permit<'_> {
+    pub(crate) fn acquire(self: &Arc<Self>) -> Permit {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         while *free == 0 {
             free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
         }
         *free -= 1;
-        Permit(self)
+        Permit(self.clone())
+    }
+
+    /// A permit if one is free now.
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if *free == 0 {
+            return None;
+        }
+        *free -= 1;
+        Some(Permit(self.clone()))
     }
 }
 
-impl Drop for Permit<'_> {
+impl Drop for Permit {
     fn drop(&mut self) {
         let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
         *free += 1;

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The admin API's bearer token for the spawned hosts.
+const ADMIN_TOKEN: &str = "reload-bench-token";
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -31,7 +34,11 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 /// The same component with a unique custom section first: a new content hash.
 fn unique(wasm: &[u8], n: usize) -> Vec<u8> {
-    let payload = format!("bench-{}-{n}-{:?}", std::process::id(), Instant::now());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let payload = format!("{}-{n}-{nanos}", std::process::id());
     let mut section = vec![5u8];
     section.extend_from_slice(b"bench");
     section.extend_from_slice(payload.as_bytes());
@@ -84,14 +91,19 @@ fn spawn_host(
     let started = Instant::now();
     let mut child = Command::new(bin)
         .env("STRIPE_SECRET_KEY", "sk_test_bench")
+        .env("DISCOUNT_HOST_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("STRIPE_API_BASE", stripe)
         .env("DISCOUNT_HOST_LISTEN", "127.0.0.1:0")
         .env("DISCOUNT_HOST_POLICY_DIR", policies)
         .env("DISCOUNT_HOST_CACHE_DIR", cache)
         .env("DISCOUNT_HOST_CONFIG", &config_path)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info,wasmtime=warn,cranelift=warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("BENCH_HOST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -173,7 +185,15 @@ async fn main() {
         .await
         .unwrap();
     let stripe = emulator.base_url();
-    let http = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
 
     // 1. Reload latency, default [reload] settings (watch, debounce 50 ms, settle 100 ms).
     let dir = temp_dir("reload");

@@ -6,7 +6,7 @@
 //! Run: `cargo run --release -p discount-host --example stripe_stub -- 127.0.0.1:12112`
 
 use axum::extract::Path;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{HeaderName, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -83,7 +83,7 @@ fn answer(canned: &Canned, id: &str) -> axum::response::Response {
     (
         [
             (CONTENT_TYPE, "application/json"),
-            ("request-id", "req_stub"),
+            (HeaderName::from_static("request-id"), "req_stub"),
         ],
         canned.body(id),
     )

@@ -224,3 +224,78 @@ impl IntoResponse for Succeeded {
         .into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stripe_checkout::ErrorType;
+
+    fn api(status: u16, kind: ErrorType, code: Option<&str>, message: &str) -> StripeError {
+        StripeError::Api {
+            status,
+            kind,
+            code: code.map(str::to_string),
+            param: None,
+            message: message.into(),
+            request_id: Some("req_123".into()),
+            should_retry: None,
+        }
+    }
+
+    #[test]
+    fn stripe_errors_map_to_storefront_statuses() {
+        let invalid = ErrorType::InvalidRequestError;
+        let cases = [
+            (
+                api(
+                    404,
+                    invalid.clone(),
+                    Some("resource_missing"),
+                    "No such checkout.session",
+                ),
+                404,
+            ),
+            (
+                api(
+                    400,
+                    invalid.clone(),
+                    None,
+                    "Only Checkout Sessions with a status in [\"open\"] can be updated.",
+                ),
+                409,
+            ),
+            (api(400, invalid.clone(), None, "Invalid integer"), 502),
+            (
+                api(
+                    400,
+                    ErrorType::IdempotencyError,
+                    None,
+                    "Keys for idempotent requests can only be used with the same parameters",
+                ),
+                502,
+            ),
+            (
+                api(
+                    429,
+                    invalid.clone(),
+                    Some("rate_limit"),
+                    "Too many requests",
+                ),
+                503,
+            ),
+            (api(429, invalid, Some("lock_timeout"), "locked"), 503),
+            (api(500, ErrorType::ApiError, None, "boom"), 502),
+            (StripeError::Connection("reset".into()), 503),
+            (StripeError::Timeout, 504),
+            (StripeError::DeadlineExceeded, 504),
+        ];
+        for (error, status) in cases {
+            let text = error.to_string();
+            let flow = FlowError::from_stripe("update_session", "cs_test_1", error);
+            let (got, message) = flow.status_and_message();
+            assert_eq!(got.as_u16(), status, "{text}");
+            assert!(!message.contains("req_123"), "{message}");
+            assert!(!message.contains("Stripe"), "{message}");
+        }
+    }
+}

@@ -46,6 +46,27 @@ async fn logged(stripe: &Stripe, method: &str, id: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Waits until every armed fault has been taken, i.e. the faulted request reached the emulator.
+async fn wait_until_faults_taken(stripe: &Stripe) {
+    let url = format!("{}/_emulator/faults", stripe.url());
+    for _ in 0..400 {
+        let faults: Value = stripe
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if faults.as_array().is_some_and(Vec::is_empty) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the faulted request never reached the emulator");
+}
+
 /// Asserts the session has no discount at all.
 async fn assert_unchanged(stripe: &Stripe, id: &str) {
     let s = stripe.get_session(id).await;
@@ -289,25 +310,7 @@ async fn concurrent_requests_for_one_session_do_not_interleave() {
         tokio::spawn(async move { host.post(ROUTE, json!({"checkout_session_id": id})).await })
     };
     // The fault is taken once the first request's update reached the emulator.
-    let faults_url = format!("{}/_emulator/faults", stripe.url());
-    let mut in_flight = false;
-    for _ in 0..400 {
-        let faults: Value = stripe
-            .http
-            .get(&faults_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if faults.as_array().is_some_and(Vec::is_empty) {
-            in_flight = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(in_flight, "the first update never reached the emulator");
+    wait_until_faults_taken(&stripe).await;
     let second = host.post(ROUTE, json!({"checkout_session_id": id})).await;
     let first = first.await.unwrap();
     assert_eq!(first.status, 200, "{:?}", first.body);
@@ -357,29 +360,14 @@ async fn a_session_closed_between_retrieve_and_update_is_409() {
     let id = discountable(&stripe).await;
     // The update stalls; meanwhile the session expires, so Stripe refuses the update.
     stripe
-        .fault(json!({"method": "POST", "path": session_path(&id), "delay_ms": 1_500}))
+        .fault(json!({"method": "POST", "path": session_path(&id), "delay_ms": 3_000}))
         .await;
     let request = {
         let id = id.clone();
         let host = std::sync::Arc::new(host);
         tokio::spawn(async move { host.post(ROUTE, json!({"checkout_session_id": id})).await })
     };
-    let faults_url = format!("{}/_emulator/faults", stripe.url());
-    for _ in 0..400 {
-        let faults: Value = stripe
-            .http
-            .get(&faults_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if faults.as_array().is_some_and(Vec::is_empty) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until_faults_taken(&stripe).await;
     stripe
         .client
         .expire_checkout_session(&id, None, None)

@@ -93,7 +93,10 @@ pub const JAVASCRIPT: Template = Template {
             SHARED[2],
             SHARED[3],
             ("policy.toml", include_str!("../templates/js/policy.toml")),
-            ("src/policy.js", include_str!("../templates/js/src/policy.js")),
+            (
+                "src/policy.js",
+                include_str!("../templates/js/src/policy.js"),
+            ),
             ("build.sh", include_str!("../templates/js/build.sh")),
             ("README.md", include_str!("../templates/js/README.md")),
             (".gitignore", include_str!("../templates/js/.gitignore")),
@@ -112,7 +115,10 @@ pub const PYTHON: Template = Template {
             SHARED[1],
             SHARED[2],
             SHARED[3],
-            ("policy.toml", include_str!("../templates/python/policy.toml")),
+            (
+                "policy.toml",
+                include_str!("../templates/python/policy.toml"),
+            ),
             ("src/app.py", include_str!("../templates/python/src/app.py")),
             ("build.sh", include_str!("../templates/python/build.sh")),
             ("README.md", include_str!("../templates/python/README.md")),

@@ -322,3 +322,48 @@ pub fn parse_fixture(text: &str, path: &Path) -> Result<CheckoutSession> {
     }
     Ok(session)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_is_a_json_object_without_the_session_id() {
+        let m = parse_input(r#"{"checkout_session_id":"cs_1","promo_code":"X","n":2}"#).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["promo_code"], "X");
+        assert!(parse_input("[1]").is_err());
+        assert!(parse_input("{").is_err());
+    }
+
+    #[test]
+    fn config_and_caps_files() {
+        let dir = std::env::temp_dir().join(format!("runner-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            "routes = [\"/x\"]\n[config]\n\"tier.gold\" = \"15\"\nn = 3\n",
+        )
+        .unwrap();
+        let values = read_config_file(&config).unwrap();
+        assert_eq!(values.len(), 2);
+        assert!(values.contains(&("n".to_string(), ConfigValue::Integer(3))));
+        std::fs::write(&config, "[config.tier]\ngold = \"15\"\n").unwrap();
+        let err = read_config_file(&config).unwrap_err();
+        assert!(format!("{err:#}").contains("quote dotted keys"), "{err:#}");
+
+        let caps = dir.join("host.toml");
+        std::fs::write(
+            &caps,
+            "listen = \"127.0.0.1:1\"\n[caps]\nmax_percent_off = 30.0\n",
+        )
+        .unwrap();
+        assert_eq!(read_caps(&caps).unwrap().max_percent_off, Some(30.0));
+        std::fs::write(&caps, "max_amount_off = { usd = 500 }\n").unwrap();
+        assert_eq!(read_caps(&caps).unwrap().max_amount_off["usd"], 500);
+        std::fs::write(&caps, "max_percent = 30\n").unwrap();
+        assert!(read_caps(&caps).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

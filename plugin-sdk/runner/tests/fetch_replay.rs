@@ -100,6 +100,8 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
         .await
         .unwrap()
         .body;
+    // The host's retrieve and fetch share one function: every line item, typed.
+    assert_eq!(session.line_items.as_ref().unwrap().data.len(), 12);
     let route = "/apply-loyalty-discount";
     let input = serde_json::Map::new();
     let request = policy_engine::mapping::policy_request(route, &input);

@@ -150,8 +150,17 @@ mod tests {
         assert_eq!(run("huge-message").rejection().map(str::len), Some(100_000));
         assert!(run("nan-percent").percent_off_value().unwrap().is_nan());
         assert_eq!(run("negative-percent").percent_off_value(), Some(-10.0));
-        assert_eq!(run("amount-above-subtotal").amount_off_money().unwrap().amount, 10_001);
-        assert_eq!(run("metadata-flood").coupon_data().unwrap().metadata.len(), 1_000);
+        assert_eq!(
+            run("amount-above-subtotal")
+                .amount_off_money()
+                .unwrap()
+                .amount,
+            10_001
+        );
+        assert_eq!(
+            run("metadata-flood").coupon_data().unwrap().metadata.len(),
+            1_000
+        );
         assert_eq!(run("anything-else"), Decision::Keep);
     }
 }
