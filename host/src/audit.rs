@@ -74,17 +74,6 @@ impl AuditLog {
         Ok((Arc::new(log), writer))
     }
 
-    /// A log that writes nowhere and keeps `recent` records.
-    pub fn memory(recent: usize) -> AuditLog {
-        AuditLog {
-            tx: ArcSwapOption::empty(),
-            recent: Mutex::new(VecDeque::new()),
-            capacity: recent,
-            mask_customer: true,
-            sink: "off",
-        }
-    }
-
     /// Whether customer email and address are masked.
     pub fn mask_customer(&self) -> bool {
         self.mask_customer

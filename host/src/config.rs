@@ -85,7 +85,7 @@ impl Default for ReloadSettings {
         ReloadSettings {
             watch: true,
             poll_interval_ms: 0,
-            debounce_ms: 50,
+            debounce_ms: 25,
             settle_ms: 100,
         }
     }

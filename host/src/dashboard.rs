@@ -3,12 +3,15 @@
 //! asks for the admin token and sends it as a bearer token on every fetch.
 
 use crate::app::AppState;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+
+/// Largest dry-run body: a session fixture with many line items is large.
+const DRY_RUN_BODY: usize = 4 << 20;
 
 /// The page, compiled in.
 const PAGE: &str = include_str!("../assets/dashboard.html");
@@ -18,7 +21,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/dashboard", get(page))
         .route("/admin/decisions", get(decisions))
-        .route("/admin/dry-run", post(crate::dryrun::dry_run))
+        .route(
+            "/admin/dry-run",
+            post(crate::dryrun::dry_run).layer(DefaultBodyLimit::max(DRY_RUN_BODY)),
+        )
 }
 
 async fn page() -> Response {

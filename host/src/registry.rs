@@ -147,6 +147,8 @@ impl PolicyFiles {
 }
 
 type Found = BTreeMap<String, PolicyFiles>;
+/// Load results of this pass, by policy, with the files they were made from.
+type Attempts = HashMap<String, ((String, Option<String>), Result<Policy, String>)>;
 type RouteTable = HashMap<String, Arc<Policy>>;
 
 /// State kept between passes, under the pass lock.
@@ -235,7 +237,8 @@ impl Registry {
         let started = Instant::now();
         let mut report = ReloadReport::default();
         let current = self.snapshot.load_full();
-        let (found, pending) = match self.settled_scan(&current) {
+        let mut attempts = Attempts::new();
+        let (found, pending) = match self.settled_scan(&current, &pass, &mut attempts) {
             Ok(scan) => scan,
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the policy directory; nothing changes");
@@ -279,11 +282,10 @@ impl Registry {
                 }
                 continue;
             }
-            let loaded = settings.and_then(|s| {
-                self.engine
-                    .load(name, &files.component, s)
-                    .map_err(|e| e.to_string())
-            });
+            let loaded = match attempts.remove(name) {
+                Some((fingerprint, result)) if fingerprint == files.fingerprint() => result,
+                _ => self.load(name, files, settings),
+            };
             match loaded {
                 Ok(policy) => {
                     tracing::info!(policy = %name, version = %short(&policy.version), settings = %short(&policy.settings_digest), compile_ms = policy.compile_time.as_millis() as u64, from_cache = policy.from_cache, ?trigger, "policy loaded");
@@ -357,14 +359,40 @@ impl Registry {
     /// younger than the settle time, or a serving policy that disappeared, is
     /// read again after the wait, and must read the same. Names still moving
     /// after a few rounds are returned as pending.
-    fn settled_scan(&self, current: &Snapshot) -> std::io::Result<(Found, BTreeSet<String>)> {
+    /// Changed policies are loaded (compiled) while their files settle, so the
+    /// settle time costs nothing when compiling takes longer.
+    fn settled_scan(
+        &self,
+        current: &Snapshot,
+        pass: &PassState,
+        attempts: &mut Attempts,
+    ) -> std::io::Result<(Found, BTreeSet<String>)> {
         let mut found = scan(&self.dir)?;
         let mut pending = BTreeSet::new();
         for _ in 0..SETTLE_ROUNDS {
-            let Some(wait) = self.settle_wait(&found, current) else {
+            let must_confirm = self.settle_wait(&found, current).is_some();
+            for (name, files) in &found {
+                let fingerprint = files.fingerprint();
+                let settings = parse_settings(name, files.settings_text.as_deref());
+                let unchanged = current.policies.get(name).is_some_and(|p| {
+                    p.version == files.version
+                        && settings
+                            .as_ref()
+                            .is_ok_and(|s| s.digest() == p.settings_digest)
+                });
+                let tried = attempts.get(name).is_some_and(|(f, _)| *f == fingerprint)
+                    || pass.failed.get(name) == Some(&fingerprint);
+                if !unchanged && !tried {
+                    let result = self.load(name, files, settings);
+                    attempts.insert(name.clone(), (fingerprint, result));
+                }
+            }
+            if !must_confirm {
                 return Ok((found, BTreeSet::new()));
-            };
-            std::thread::sleep(wait);
+            }
+            if let Some(wait) = self.settle_wait(&found, current) {
+                std::thread::sleep(wait);
+            }
             let again = scan(&self.dir)?;
             pending = found
                 .keys()
@@ -382,6 +410,20 @@ impl Registry {
             }
         }
         Ok((found, pending))
+    }
+
+    /// Compiles and validates one policy version.
+    fn load(
+        &self,
+        name: &str,
+        files: &PolicyFiles,
+        settings: Result<PolicySettings, String>,
+    ) -> Result<Policy, String> {
+        settings.and_then(|s| {
+            self.engine
+                .load(name, &files.component, s)
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// How long to wait before trusting this scan, if at all.

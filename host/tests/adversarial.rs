@@ -282,7 +282,7 @@ async fn huge_coupon_name_is_refused_by_the_guard() {
     assert_contained(
         "huge-coupon-name",
         "",
-        &[GUARD_REFUSED, "rule=invalid_name"],
+        &[GUARD_REFUSED, "rule=\"invalid_name\""],
     )
     .await;
 }
@@ -292,7 +292,7 @@ async fn huge_coupon_id_is_refused_by_the_guard() {
     assert_contained(
         "huge-coupon-id",
         "",
-        &[GUARD_REFUSED, "rule=invalid_coupon_id"],
+        &[GUARD_REFUSED, "rule=\"invalid_coupon_id\""],
     )
     .await;
 }
@@ -302,7 +302,7 @@ async fn nan_percent_off_is_refused_by_the_guard() {
     assert_contained(
         "nan-percent",
         "",
-        &[GUARD_REFUSED, "rule=percent_out_of_range"],
+        &[GUARD_REFUSED, "rule=\"percent_out_of_range\""],
     )
     .await;
 }
@@ -312,7 +312,7 @@ async fn negative_percent_off_is_refused_by_the_guard() {
     assert_contained(
         "negative-percent",
         "",
-        &[GUARD_REFUSED, "rule=percent_out_of_range"],
+        &[GUARD_REFUSED, "rule=\"percent_out_of_range\""],
     )
     .await;
 }
@@ -322,7 +322,7 @@ async fn amount_off_above_subtotal_is_refused_by_the_guard() {
     assert_contained(
         "amount-above-subtotal",
         "",
-        &[GUARD_REFUSED, "rule=amount_above_subtotal"],
+        &[GUARD_REFUSED, "rule=\"amount_above_subtotal\""],
     )
     .await;
 }
@@ -332,7 +332,7 @@ async fn amount_off_in_the_wrong_currency_is_refused_by_the_guard() {
     assert_contained(
         "wrong-currency",
         "",
-        &[GUARD_REFUSED, "rule=currency_mismatch"],
+        &[GUARD_REFUSED, "rule=\"currency_mismatch\""],
     )
     .await;
 }
@@ -355,8 +355,8 @@ async fn merchant_caps_hold() {
         .await;
     assert_generic_error(&a, "above the merchant cap");
     assert!(stripe.updates_of(&big).await.is_empty());
-    host.wait_for_log("rule=above_merchant_cap").await;
-    assert!(host.logs().contains("rule=above_merchant_cap"));
+    host.wait_for_log("rule=\"above_merchant_cap\"").await;
+    assert!(host.logs().contains("rule=\"above_merchant_cap\""));
 
     let small = stripe.session("usd", &[(5_250, 2)], None).await;
     let a = host
@@ -515,5 +515,40 @@ async fn refused_on_reload_while_serving() {
         .as_str()
         .unwrap_or_default()
         .contains("evil:net/socket"));
+    with_healthy_traffic(&stripe, &host, async {}).await;
+}
+
+#[tokio::test]
+async fn host_limits_are_defaults_and_policies_override_them() {
+    let stripe = Stripe::start().await;
+    let dir = common::tempdir::TempDir::new();
+    copy_policy("cart-threshold", dir.path());
+    install_hostile(dir.path(), "grow-default", "memory-growth", "");
+    install_hostile(
+        dir.path(),
+        "grow-own",
+        "memory-growth",
+        "memory_bytes = 6_291_456",
+    );
+    let host = Host::start(
+        &stripe.url(),
+        dir.path(),
+        "[limits]\nmemory_bytes = 4_194_304\n",
+    );
+    let id = stripe.session("usd", &[(6_000, 2)], None).await;
+    for (name, cap) in [("grow-default", 4_194_304), ("grow-own", 6_291_456)] {
+        let a = host
+            .post(&format!("/{name}"), json!({"checkout_session_id": id}))
+            .await;
+        assert_generic_error(&a, name);
+        let needle = format!("memory cap of {cap} bytes");
+        let logs = host.wait_for_log(&needle).await;
+        assert!(
+            logs.lines()
+                .any(|l| l.contains(&needle) && l.contains(&format!("policy={name}"))),
+            "{name}: no {needle:?} log"
+        );
+    }
+    assert!(stripe.updates_of(&id).await.is_empty());
     with_healthy_traffic(&stripe, &host, async {}).await;
 }

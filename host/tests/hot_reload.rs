@@ -73,7 +73,7 @@ fn label_of(body: &Value) -> Option<&'static str> {
     ) {
         (Some("Version A"), Some(1_200), None, Some(1_200)) => Some("A"),
         (Some("Version B"), Some(2_400), None, Some(2_400)) => Some("B"),
-        (Some("Gold member discount"), None, Some(p), Some(1_800)) if p == 15.0 => Some("L"),
+        (Some("Gold member discount"), None, Some(15.0), Some(1_800)) => Some("L"),
         _ => None,
     }
 }

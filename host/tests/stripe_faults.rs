@@ -297,6 +297,35 @@ async fn a_dropped_connection_on_retrieve_is_retried() {
 }
 
 #[tokio::test]
+async fn an_attempt_that_times_out_is_retried() {
+    // One attempt may take 300 ms; the storefront request as a whole 8 s.
+    let config = "request_deadline_ms = 8000\n[stripe]\ninitial_retry_delay_ms = 10\nmax_retry_delay_ms = 50\nrequest_timeout_ms = 300\n";
+    let (stripe, host, _dir) = setup(config).await;
+    let id = discountable(&stripe).await;
+    stripe
+        .fault(json!({"method": "GET", "path": session_path(&id), "delay_ms": 2_000}))
+        .await;
+    let a = host.post(ROUTE, json!({"checkout_session_id": id})).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["value"]["session"]["amount_discount"], 1_200);
+    // The stalled attempt reached the emulator (its fault is taken) and was abandoned
+    // (the emulator logs a request only when it answers it); the retry succeeded.
+    wait_until_faults_taken(&stripe).await;
+    let gets = logged(&stripe, "GET", &id).await;
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0]["faulted"], false);
+    let logs = host.wait_for_log("request to Stripe timed out").await;
+    assert!(
+        logs.lines().any(|l| l.contains("retrying Stripe request")
+            && l.contains("attempt=1")
+            && l.contains("timed out")
+            && l.contains(&id)),
+        "no retry after a timeout in the host's logs:\n{logs}"
+    );
+    assert_eq!(stripe.updates_of(&id).await.len(), 1);
+}
+
+#[tokio::test]
 async fn concurrent_requests_for_one_session_do_not_interleave() {
     let (stripe, host, _dir) = setup(FAST_RETRIES).await;
     let id = discountable(&stripe).await;

@@ -56,7 +56,17 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(id)) => id.clone(),
         (None, None) => bail!("give a Checkout Session id, or --from-log"),
     };
-    let client = client(&args.api_base, args.allow_live)?;
+    let key = std::env::var(SECRET_KEY_ENV).ok();
+    let client = client(&args.api_base, key.as_deref(), args.allow_live)?;
+    if let Some((_, r)) = &record {
+        let live_key = key.as_deref().is_some_and(is_live);
+        if r.livemode == Some(true) && !live_key {
+            bail!(
+                "that record is a live-mode decision: set {SECRET_KEY_ENV} to a live key \
+                 (a read-only restricted rk_live_ key) and pass --allow-live"
+            );
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -108,18 +118,24 @@ fn write(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// A Stripe client for `api_base` with the key from the environment.
-fn client(api_base: &str, allow_live: bool) -> Result<StripeClient> {
+/// Whether a key is a live-mode one.
+fn is_live(key: &str) -> bool {
+    let key = key.trim();
+    key.starts_with("sk_live_") || key.starts_with("rk_live_")
+}
+
+/// A Stripe client for `api_base` with `key` (from the environment).
+fn client(api_base: &str, key: Option<&str>, allow_live: bool) -> Result<StripeClient> {
     let is_stripe = api_base.trim_end_matches('/') == stripe_checkout::client::DEFAULT_API_BASE;
-    let key = match std::env::var(SECRET_KEY_ENV) {
-        Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
+    let key = match key {
+        Some(k) if !k.trim().is_empty() => k.trim().to_string(),
         _ if !is_stripe => EMULATOR_KEY.to_string(),
         _ => bail!(
             "set {SECRET_KEY_ENV} to a test-mode key (sk_test_... or rk_test_...), \
              or pass --api-base of the Stripe emulator"
         ),
     };
-    if (key.starts_with("sk_live_") || key.starts_with("rk_live_")) && !allow_live {
+    if is_live(&key) && !allow_live {
         bail!(
             "{SECRET_KEY_ENV} is a live-mode key: pass --allow-live to read live sessions with it"
         );
@@ -168,4 +184,57 @@ pub fn select_record(
         Some(id) => format!("no record of {id} in {}", log.display()),
         None => format!("no record in {}", log.display()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        let stripe = stripe_checkout::client::DEFAULT_API_BASE;
+        assert!(client(stripe, Some("sk_test_x"), false).is_ok());
+        let err = client(stripe, None, false).unwrap_err();
+        assert!(err.to_string().contains(SECRET_KEY_ENV), "{err}");
+        let err = client(stripe, Some("sk_live_x"), false).unwrap_err();
+        assert!(err.to_string().contains("--allow-live"), "{err}");
+        assert!(client(stripe, Some("rk_live_x"), true).is_ok());
+        // The emulator needs no key.
+        let emulator = client("http://127.0.0.1:12111", None, false).unwrap();
+        assert_eq!(emulator.config().secret_key, EMULATOR_KEY);
+    }
+
+    #[test]
+    fn picks_records() {
+        let dir = std::env::temp_dir().join(format!("runner-fetch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("decisions.jsonl");
+        let line = |session: &str, outcome: &str| {
+            serde_json::json!({
+                "time": "2026-11-27T09:00:00.000Z", "route": "/r", "session_id": session,
+                "livemode": false, "policy": "p", "version": "v", "input_digest": "d",
+                "decision": {"type": "clear"}, "guard": {"verdict": "passed"},
+                "stripe_request_id": null, "amounts_before": null, "amounts_after": null,
+                "timing": {"total_us": 1, "retrieve_us": 0, "evaluate_us": 0, "update_us": 0},
+                "fuel": null, "outcome": outcome
+            })
+            .to_string()
+        };
+        let text = [
+            line("cs_a", "one"),
+            line("cs_b", "two"),
+            line("cs_a", "three"),
+        ]
+        .join("\n");
+        std::fs::write(&log, text).unwrap();
+        assert_eq!(
+            select_record(&log, Some("cs_a"), None).unwrap().1.outcome,
+            "three"
+        );
+        assert_eq!(select_record(&log, None, Some(2)).unwrap().1.outcome, "two");
+        assert_eq!(select_record(&log, None, None).unwrap().0, 3);
+        assert!(select_record(&log, Some("cs_z"), None).is_err());
+        assert!(select_record(&log, None, Some(9)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
