@@ -119,8 +119,9 @@ echo "== load: $CONNECTIONS connections, $THREADS wrk threads, ${DURATION}s each
 read -r stub_rps stub_p50 stub_p99 stub_err < <(run_wrk "http://127.0.0.1:$STUB_PORT/v1/checkout/sessions/cs_test_direct")
 read -r noop_rps noop_p50 noop_p99 noop_err < <(run_wrk "http://127.0.0.1:$HOST_PORT/healthz")
 ( sleep $((DURATION / 2)); rss_mb "$host_pid" >"$work/rss-load" ) &
+sampler=$!
 read -r disc_rps disc_p50 disc_p99 disc_err < <(run_wrk -s "$work/post.lua" "http://127.0.0.1:$HOST_PORT")
-wait
+wait "$sampler"
 rss_load=$(cat "$work/rss-load")
 sleep 2
 rss_after=$(rss_mb "$host_pid")

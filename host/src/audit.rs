@@ -151,14 +151,19 @@ pub fn unix_ms() -> u64 {
 pub struct Draft {
     /// The record so far.
     pub record: AuditRecord,
+    /// The Unix time (seconds) of `record.time`: the "now" the policy sees, so a
+    /// replay of the record reproduces the evaluation.
+    pub now: i64,
 }
 
 impl Draft {
     /// A draft for a request to `route`, received now.
     pub fn new(request_id: &str, route: &str) -> Self {
+        let received_ms = unix_ms();
         Draft {
+            now: (received_ms / 1000) as i64,
             record: AuditRecord {
-                time: rfc3339_millis(unix_ms()),
+                time: rfc3339_millis(received_ms),
                 request_id: request_id.to_string(),
                 route: route.to_string(),
                 session_id: None,

@@ -10,10 +10,11 @@ pub async fn run(
     policy: Arc<Policy>,
     session: Arc<policy_engine::CheckoutSession>,
     request: policy_engine::PolicyRequest,
+    clock: Clock,
 ) -> Result<(Decision, Evaluation), FlowError> {
     let p = policy.clone();
     let evaluation =
-        tokio::task::spawn_blocking(move || p.evaluate(&session, &request, Clock::System))
+        tokio::task::spawn_blocking(move || p.evaluate(&session, &request, clock))
             .await
             .map_err(|e| FlowError::Internal(format!("evaluation task: {e}")))?;
     for log in &evaluation.logs {

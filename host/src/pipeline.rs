@@ -66,7 +66,8 @@ async fn steps(
     draft.record.input_digest = Some(policy_engine::audit::input_digest(&session, &wit_request));
 
     let step = Instant::now();
-    let evaluated = evaluate::run(policy.clone(), wit_session.clone(), wit_request).await;
+    let clock = policy_engine::Clock::Fixed(draft.now);
+    let evaluated = evaluate::run(policy.clone(), wit_session.clone(), wit_request, clock).await;
     draft.record.timing.evaluate_us = step.elapsed().as_micros() as u64;
     let (decision, evaluation) = evaluated?;
     draft.fuel(&evaluation.cost);
