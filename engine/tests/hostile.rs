@@ -26,6 +26,9 @@ fn component(name: &str) -> Vec<u8> {
     })
 }
 
+/// A deadline no scheduling delay reaches, where a test expects another limit to hit first.
+const SLOW_OK: &str = "timeout_ms = 10_000";
+
 fn engine() -> PolicyEngine {
     PolicyEngine::new(EngineConfig {
         cache_dir: Some(workspace().join("target/test-policy-cache")),
@@ -97,7 +100,7 @@ fn run(policy: &Policy) -> policy_engine::Evaluation {
 #[test]
 fn infinite_loop_runs_out_of_fuel() {
     let e = engine();
-    let p = hostile(&e, "infinite-loop", "");
+    let p = hostile(&e, "infinite-loop", SLOW_OK);
     let ev = run(&p);
     assert_eq!(ev.result.unwrap_err(), EvalError::FuelExhausted(11_000_000));
     assert_eq!(ev.cost.fuel_budget, 11_000_000);
@@ -132,7 +135,7 @@ fn host_call_loop_is_stopped() {
 #[test]
 fn memory_growth_stops_at_the_cap() {
     let e = engine();
-    let ev = run(&hostile(&e, "memory-growth", ""));
+    let ev = run(&hostile(&e, "memory-growth", SLOW_OK));
     assert_eq!(
         ev.result.unwrap_err(),
         EvalError::MemoryLimit(10 * 1024 * 1024)
@@ -145,7 +148,11 @@ fn memory_growth_stops_at_the_cap() {
         ev.cost
     );
 
-    let ev = run(&hostile(&e, "memory-growth", "memory_bytes = 4_194_304"));
+    let ev = run(&hostile(
+        &e,
+        "memory-growth",
+        "memory_bytes = 4_194_304\ntimeout_ms = 10_000",
+    ));
     assert_eq!(
         ev.result.unwrap_err(),
         EvalError::MemoryLimit(4 * 1024 * 1024)
@@ -169,12 +176,16 @@ fn deep_recursion_panic_and_unreachable_trap() {
 #[test]
 fn oversized_output_is_refused() {
     let e = engine();
-    let err = run(&hostile(&e, "huge-message", "")).result.unwrap_err();
+    let err = run(&hostile(&e, "huge-message", SLOW_OK))
+        .result
+        .unwrap_err();
     assert!(
         matches!(&err, EvalError::OutputTooLarge(m) if m.contains("100000 bytes")),
         "{err:?}"
     );
-    let err = run(&hostile(&e, "metadata-flood", "")).result.unwrap_err();
+    let err = run(&hostile(&e, "metadata-flood", SLOW_OK))
+        .result
+        .unwrap_err();
     assert!(
         matches!(&err, EvalError::OutputTooLarge(m) if m.contains("1000 coupon metadata entries")),
         "{err:?}"
@@ -204,7 +215,7 @@ fn guard_refuses_what_stripe_would() {
 #[test]
 fn log_flood_is_bounded_and_counted() {
     let e = engine();
-    let ev = run(&hostile(&e, "log-flood", ""));
+    let ev = run(&hostile(&e, "log-flood", SLOW_OK));
     assert!(matches!(ev.result.unwrap(), Decision::Keep));
     assert_eq!(ev.logs.len(), 100);
     assert_eq!(ev.cost.logs_dropped, 4_900);
@@ -212,7 +223,7 @@ fn log_flood_is_bounded_and_counted() {
     let ev = run(&hostile(
         &e,
         "log-flood",
-        "log_records = 10_000\nlog_bytes = 1_000",
+        "log_records = 10_000\nlog_bytes = 1_000\ntimeout_ms = 10_000",
     ));
     let bytes: usize = ev.logs.iter().map(|l| l.message.len() + 1 + 4).sum();
     assert!(bytes <= 1_000 + 5, "{bytes}");
