@@ -393,7 +393,8 @@ impl PolicyEngine {
         self.inner
             .on_demand
             .get_or_init(|| {
-                Backend::new(&pool, &self.inner.ticker_stop, self.inner.metered).map_err(|e| format!("{e:#}"))
+                Backend::new(&pool, &self.inner.ticker_stop, self.inner.metered)
+                    .map_err(|e| format!("{e:#}"))
             })
             .as_ref()
             .map_err(|e| LoadError::Instantiate(format!("on-demand engine: {e}")))
@@ -713,7 +714,9 @@ impl WarmPool {
             .spawn(move || refill(builder, weak, target));
         match spawned {
             Ok(_) => policy.warm = Some(pool),
-            Err(e) => tracing::warn!(policy = %policy.name, error = %e, "no warm instances: cannot spawn the refill thread"),
+            Err(e) => {
+                tracing::warn!(policy = %policy.name, error = %e, "no warm instances: cannot spawn the refill thread")
+            }
         }
         policy
     }
@@ -759,15 +762,16 @@ fn refill(builder: Policy, pool: Weak<WarmPool>, target: usize) {
                 .map(|_| instance)
         });
         match warmed {
-            Ok(instance) => pool
-                .ready
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(WarmInstance {
-                    store,
-                    instance,
-                    permit,
-                }),
+            Ok(instance) => {
+                pool.ready
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(WarmInstance {
+                        store,
+                        instance,
+                        permit,
+                    })
+            }
             Err(e) => {
                 let error = classify(e, &builder.limits);
                 tracing::warn!(policy = %builder.name, %error, "warming an instance failed; retrying in 1 s");

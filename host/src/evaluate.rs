@@ -13,10 +13,9 @@ pub async fn run(
     clock: Clock,
 ) -> Result<(Decision, Evaluation), FlowError> {
     let p = policy.clone();
-    let evaluation =
-        tokio::task::spawn_blocking(move || p.evaluate(&session, &request, clock))
-            .await
-            .map_err(|e| FlowError::Internal(format!("evaluation task: {e}")))?;
+    let evaluation = tokio::task::spawn_blocking(move || p.evaluate(&session, &request, clock))
+        .await
+        .map_err(|e| FlowError::Internal(format!("evaluation task: {e}")))?;
     for log in &evaluation.logs {
         tracing::info!(policy = %policy.name, version = %&policy.version[..12], level = log.level, fields = ?log.fields, "policy log: {}", log.message);
     }
