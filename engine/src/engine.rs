@@ -680,10 +680,11 @@ impl Policy {
     }
 }
 
-/// Instances of one policy instantiated and warmed in the background with a
-/// synthetic session (no customer's data), each then used for exactly one
-/// evaluation: lazy initialisation (JS engines compile functions on first call)
-/// leaves the request path.
+/// Instances of one policy instantiated in the background, each then used for
+/// exactly one evaluation: instantiation (1–2 ms for a Python component, whose
+/// data cannot be mapped copy-on-write) leaves the request path. A warm instance
+/// has run its start-up code only, never `evaluate`, so it is as fresh as one
+/// instantiated on the request path.
 struct WarmPool {
     ready: Mutex<Vec<WarmInstance>>,
     taken: Condvar,
@@ -730,12 +731,6 @@ impl WarmPool {
 
 /// Keeps `target` warm instances ready until the policy is dropped.
 fn refill(builder: Policy, pool: Weak<WarmPool>, target: usize) {
-    let session = warmup_session();
-    let request = PolicyRequest {
-        action: builder.settings.routes.first().cloned().unwrap_or_default(),
-        input: Vec::new(),
-        input_json: "{}".into(),
-    };
     while let Some(pool) = pool.upgrade() {
         {
             let ready = pool.ready.lock().unwrap_or_else(|p| p.into_inner());
@@ -756,11 +751,7 @@ fn refill(builder: Policy, pool: Weak<WarmPool>, target: usize) {
             None => None,
         };
         let mut store = builder.store(Clock::System);
-        let warmed = builder.pre.instantiate(&mut store).and_then(|instance| {
-            instance
-                .call_evaluate(&mut store, &session, &request)
-                .map(|_| instance)
-        });
+        let warmed = builder.pre.instantiate(&mut store);
         match warmed {
             Ok(instance) => {
                 pool.ready
@@ -779,51 +770,6 @@ fn refill(builder: Policy, pool: Weak<WarmPool>, target: usize) {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-    }
-}
-
-/// The synthetic session instances are warmed with: an open payment session of
-/// three line items and a customer, with no real customer's data.
-fn warmup_session() -> CheckoutSession {
-    use bindings::{Customer, LineItem, Mode, Status};
-    let item = |i: usize| LineItem {
-        id: format!("li_warmup_{i}"),
-        price_id: Some(format!("price_warmup_{i}")),
-        product_id: Some(format!("prod_warmup_{i}")),
-        description: Some("Warm-up item".into()),
-        quantity: 1,
-        unit_amount: Some(1000),
-        amount_subtotal: 1000,
-        amount_total: 1000,
-        amount_discount: 0,
-        currency: "usd".into(),
-    };
-    CheckoutSession {
-        id: "cs_warmup".into(),
-        livemode: false,
-        mode: Mode::Payment,
-        status: Some(Status::Open),
-        currency: Some("usd".into()),
-        amount_subtotal: Some(3000),
-        amount_total: Some(3000),
-        total_details: None,
-        customer_id: Some("cus_warmup".into()),
-        customer_email: None,
-        customer_details: None,
-        customer: Some(Customer {
-            id: "cus_warmup".into(),
-            email: None,
-            name: None,
-            metadata: Vec::new(),
-        }),
-        client_reference_id: None,
-        metadata: Vec::new(),
-        line_items: (0..3).map(item).collect(),
-        discounts: Vec::new(),
-        shipping_details: None,
-        shipping_cost: None,
-        created: 0,
-        expires_at: 0,
     }
 }
 

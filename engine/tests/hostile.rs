@@ -317,10 +317,9 @@ fn instance_table_and_memory_counts_are_capped() {
     assert_eq!(p.limits, defaults);
 }
 
-/// Repro of a finding: a warm instance has already run `evaluate` once on the synthetic
-/// warm-up session, so its statics are not fresh (it sees `call 2`). Run with `--ignored`.
+/// A warm instance has run its start-up code only: its statics are as fresh as those
+/// of an instance made on the request path (it sees `call 1`).
 #[test]
-#[ignore = "warm instances are warmed by a call to evaluate: state carries into the real call"]
 fn warm_instances_are_fresh_too() {
     let e = engine();
     let p = hostile(&e, "count-calls", "warm_instances = 2");

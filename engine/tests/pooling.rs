@@ -156,8 +156,7 @@ fn warm_instances_show_nothing_of_the_warm_up_or_of_each_other() {
     let policy = engine(PoolSettings::default())
         .load("loyalty-tier", &wasm, settings)
         .unwrap();
-    // Give the refill thread time to warm its instances (the warm-up session has
-    // no tier, so the policy logs "customer has no tier" during the warm-up).
+    // Give the refill thread time to warm its instances.
     std::thread::sleep(std::time::Duration::from_millis(300));
     for (tier, percent) in [("gold", 15.0), ("bronze", 5.0), ("silver", 10.0)] {
         let eval = policy.evaluate(&session(Some(tier)), &request(), Clock::Fixed(7));
