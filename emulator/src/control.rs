@@ -116,31 +116,26 @@ fn session_json(em: &Emulator, id: &str) -> Response {
     })
 }
 
-async fn customer_details(
-    State(em): State<Emulator>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let body = match json_object(&body) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    match em.with(|i| checkout::set_customer_details(&mut i.store, &id, &body)) {
-        Ok(()) => session_json(&em, &id),
-        Err(e) => api_error(e),
-    }
+async fn customer_details(em: State<Emulator>, id: Path<String>, body: Bytes) -> Response {
+    set_details(em, id, body, checkout::set_customer_details)
 }
 
-async fn shipping_details(
+async fn shipping_details(em: State<Emulator>, id: Path<String>, body: Bytes) -> Response {
+    set_details(em, id, body, checkout::set_shipping_details)
+}
+
+/// Applies what the customer typed (a JSON object) to a session with `setter`.
+fn set_details(
     State(em): State<Emulator>,
     Path(id): Path<String>,
     body: Bytes,
+    setter: fn(&mut crate::store::Store, &str, &Map<String, Value>) -> crate::errors::ApiResult<()>,
 ) -> Response {
     let body = match json_object(&body) {
         Ok(b) => b,
         Err(r) => return *r,
     };
-    match em.with(|i| checkout::set_shipping_details(&mut i.store, &id, &body)) {
+    match em.with(|i| setter(&mut i.store, &id, &body)) {
         Ok(()) => session_json(&em, &id),
         Err(e) => api_error(e),
     }

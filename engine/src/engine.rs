@@ -560,6 +560,13 @@ impl Policy {
             },
         );
         store.limiter(|s| &mut s.limiter);
+        self.arm_budget(&mut store);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Gives a store the full fuel budget and a fresh wall-clock deadline.
+    fn arm_budget(&self, store: &mut Store<StoreState>) {
         // Fuel is enabled engine-wide, so setting it cannot fail.
         store.set_fuel(self.limits.fuel).ok();
         let ticks = self
@@ -568,8 +575,6 @@ impl Policy {
             .div_ceil(EPOCH_TICK.as_millis() as u64)
             + 1;
         store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-        store
     }
 
     /// Gives a store a new clock, fuel budget, deadline and empty logs.
@@ -580,13 +585,7 @@ impl Policy {
         state.log_bytes = 0;
         state.logs_dropped = 0;
         state.limiter.peak_memory_bytes = state.limiter.memory_bytes;
-        store.set_fuel(self.limits.fuel).ok();
-        let ticks = self
-            .limits
-            .timeout_ms
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            + 1;
-        store.set_epoch_deadline(ticks);
+        self.arm_budget(store);
     }
 
     /// Evaluates the policy in a fresh, isolated instance: a pre-initialised one
