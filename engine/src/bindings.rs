@@ -13,3 +13,6 @@ pub use stripe_discount::policy::types::{
 
 /// The only interface a policy may import.
 pub const HOST_INTERFACE: &str = "stripe-discount:policy/host@0.1.0";
+
+/// The contract's types interface: plain types, no capability.
+pub const TYPES_INTERFACE: &str = "stripe-discount:policy/types@0.1.0";

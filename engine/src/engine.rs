@@ -493,7 +493,7 @@ impl PolicyEngine {
 }
 
 fn is_granted(import: &str) -> bool {
-    import == bindings::HOST_INTERFACE || import == "stripe-discount:policy/types@0.1.0"
+    import == bindings::HOST_INTERFACE || import == bindings::TYPES_INTERFACE
 }
 
 fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 /// The WIT interface a policy may import; anything else is refused.
-pub const HOST_INTERFACE: &str = "stripe-discount:policy/host@0.1.0";
+pub use policy_engine::bindings::HOST_INTERFACE;
 /// The function a policy must export.
 pub const EVALUATE_EXPORT: &str = "evaluate";
 
@@ -391,7 +391,7 @@ mod tests {
             &[item(EVALUATE_EXPORT, "instance")]
         )
         .is_err());
-        let types = item("stripe-discount:policy/types@0.1.0", "types");
+        let types = item(policy_engine::bindings::TYPES_INTERFACE, "types");
         let ty = item("decision", "type");
         assert!(check_interface(&[host.clone(), types, ty], std::slice::from_ref(&eval)).is_ok());
         let res = item("wasi:io/error@0.2.0", "instance");
