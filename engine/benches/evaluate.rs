@@ -181,6 +181,9 @@ impl Naive {
 fn breakdown(f: &Fixture, pool: &PoolSettings, n: usize) {
     let mut config = Config::new();
     pool.apply(&mut config);
+    if std::env::var_os("BENCH_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let raw = Naive::with_config(f, config);
     let pre = raw.linker.instantiate_pre(&raw.component).expect("pre");
     let pre = bindings::DiscountPolicyPre::new(pre).expect("world");
@@ -376,7 +379,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        breakdown(&f, &PoolSettings::default(), n);
+        // BENCH_SMALL_POOL: a pool small enough for valgrind, which cannot reserve 256 GiB.
+        let pool = match std::env::var_os("BENCH_SMALL_POOL") {
+            Some(_) => PoolSettings {
+                instances: 2,
+                max_memory_bytes: 64 << 20,
+                ..PoolSettings::default()
+            },
+            None => PoolSettings::default(),
+        };
+        breakdown(&f, &pool, n);
         return;
     }
     let pooled = engine_with(PoolSettings::default())

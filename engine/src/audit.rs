@@ -222,8 +222,19 @@ pub fn mask_email(email: &str) -> String {
 /// Stripe types serialize it), the action and the storefront input JSON. The
 /// runner recomputes it from a fetched fixture to check it replays the same input.
 pub fn input_digest(session: &CheckoutSession, request: &PolicyRequest) -> String {
+    /// Feeds serialized JSON straight into the hash, without buffering it.
+    struct Hashing<'a>(&'a mut Sha256);
+    impl std::io::Write for Hashing<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
     let mut h = Sha256::new();
-    h.update(serde_json::to_vec(session).unwrap_or_default());
+    serde_json::to_writer(Hashing(&mut h), session).ok();
     h.update(b"\n");
     h.update(request.action.as_bytes());
     h.update(b"\n");

@@ -165,6 +165,23 @@ fn memory_growth_stops_at_the_cap() {
 }
 
 #[test]
+fn single_use_allocator_reuses_freed_and_grown_memory_in_place() {
+    let e = engine();
+    const LONG: &str = "timeout_ms = 20_000\nfuel = 4_000_000_000";
+    // 256 MiB of 1 MiB blocks, each freed before the next, under a 10 MiB cap.
+    let ev = run(&hostile(&e, "alloc-churn", LONG));
+    let msg = rejection(ev.result.unwrap_or_else(|err| panic!("alloc-churn: {err}")));
+    assert!(msg.starts_with("churned "), "{msg}");
+    assert!(ev.cost.peak_memory_bytes < 4 << 20, "{:?}", ev.cost);
+    // A Vec pushed to 6 MiB (capacity 8 MiB) grows in place: growing by copying
+    // would hold the 4 MiB and 8 MiB buffers at once, past the 10 MiB cap.
+    let ev = run(&hostile(&e, "vec-growth", LONG));
+    let msg = rejection(ev.result.unwrap_or_else(|err| panic!("vec-growth: {err}")));
+    assert_eq!(msg, format!("grew {}", 6 << 20));
+    assert!(ev.cost.peak_memory_bytes < 10 << 20, "{:?}", ev.cost);
+}
+
+#[test]
 fn deep_recursion_panic_and_unreachable_trap() {
     let e = engine();
     for mode in ["deep-recursion", "panic", "unreachable"] {

@@ -1,7 +1,8 @@
 //! A Stripe stub for load tests: answers `GET` and `POST /v1/checkout/sessions/{id}`
 //! at once with a canned open Checkout Session (20 line items, an expanded
-//! customer with `tier=gold` metadata) carrying the requested id. No state, no
-//! locks: it measures the host, not the emulator.
+//! customer with `tier=gold` metadata) carrying the requested id. As Stripe does,
+//! an update's answer carries `line_items` only when the update expands them.
+//! No state, no locks: it measures the host, not the emulator.
 //!
 //! Run: `cargo run --release -p discount-host --example stripe_stub -- 127.0.0.1:12112`
 
@@ -13,6 +14,10 @@ use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// The same allocator as the host, so the stub takes as little of the machine as it can.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The canned session, split around its id.
 struct Canned {
     before_id: String,
@@ -20,7 +25,7 @@ struct Canned {
 }
 
 impl Canned {
-    fn new(discounted: bool) -> Self {
+    fn new(discounted: bool, line_items: bool) -> Self {
         const MARK: &str = "cs_SESSION_ID_MARK";
         let items = 20;
         let data: Vec<serde_json::Value> = (0..items)
@@ -51,8 +56,12 @@ impl Canned {
                          "name": "Jenny Rosen", "metadata": {"tier": "gold", "segment": "vip"}},
             "customer_email": "jenny@example.com",
             "metadata": {"cart_id": "cart_123"},
-            "line_items": {"object": "list", "has_more": false,
-                           "url": "/v1/checkout/sessions/x/line_items", "data": data},
+            "line_items": if line_items {
+                serde_json::json!({"object": "list", "has_more": false,
+                                   "url": "/v1/checkout/sessions/x/line_items", "data": data})
+            } else {
+                serde_json::Value::Null
+            },
             "discounts": discounts,
             "created": 1_764_000_000, "expires_at": 4_102_444_800_i64
         })
@@ -96,17 +105,21 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:12112".into())
         .parse()?;
-    let open = Arc::new(Canned::new(false));
-    let updated = Arc::new(Canned::new(true));
+    let open = Arc::new(Canned::new(false, true));
+    let updated = Arc::new(Canned::new(true, false));
+    let updated_expanded = Arc::new(Canned::new(true, true));
     let app = Router::new().route(
         "/v1/checkout/sessions/{id}",
         get(move |Path(id): Path<String>| {
             let open = open.clone();
             async move { answer(&open, &id) }
         })
-        .post(move |Path(id): Path<String>| {
-            let updated = updated.clone();
-            async move { answer(&updated, &id) }
+        .post(move |Path(id): Path<String>, form: String| {
+            let canned = match form.contains("=line_items") {
+                true => updated_expanded.clone(),
+                false => updated.clone(),
+            };
+            async move { answer(&canned, &id) }
         }),
     );
     let listener = tokio::net::TcpListener::bind(listen).await?;

@@ -5,8 +5,8 @@ use policy_engine::GuardedDecision;
 use stripe_checkout::{client::idempotency_key, CheckoutSession, StripeClient};
 use tokio::time::Instant;
 
-/// Expansions of the update's response, so the answer carries line totals.
-const EXPAND: &[&str] = &["line_items"];
+/// Expansions of the update's response: none, the answer carries session totals only.
+const EXPAND: &[&str] = &[];
 
 /// Applies the decision: an update for apply/clear, nothing for keep, an error for reject.
 /// `nonce` is unique per storefront request, so Stripe never replays an older update.

@@ -380,77 +380,84 @@ impl StripeClient {
         id: &str,
         deadline: Option<Instant>,
     ) -> Result<Response<Value>, StripeError> {
-        let path = format!("/v1/checkout/sessions/{}", session_segment(id)?);
-        let mut response: Response<Value> = self
-            .execute(
-                Method::GET,
-                &path,
-                expand_pairs(SESSION_EXPAND),
-                None,
-                deadline,
-            )
-            .await?;
-        let has_more = response.body["line_items"]["has_more"].as_bool() == Some(true);
-        if has_more {
-            let items = self.all_line_items(id, deadline).await?;
+        let mut response: Response<Value> = self.retrieve_expanded(id, deadline).await?;
+        if response.body["line_items"]["has_more"].as_bool() == Some(true) {
+            let first = response.body["line_items"]["data"].take();
+            let first: Vec<Value> = serde_json::from_value(first).unwrap_or_default();
+            let items = self
+                .all_line_items(id, first, |item: &Value| item["id"].as_str(), deadline)
+                .await?;
+            let mut items = serde_json::to_value(items).unwrap_or_default();
+            items["object"] = "list".into();
             response.body["line_items"] = items;
         }
         Ok(response)
     }
 
-    /// [`StripeClient::retrieve_checkout_session_full_json`], parsed.
+    /// [`StripeClient::retrieve_checkout_session_full_json`], parsed straight into a
+    /// [`CheckoutSession`] (one parse, no intermediate JSON tree).
     pub async fn retrieve_checkout_session_full(
         &self,
         id: &str,
         deadline: Option<Instant>,
     ) -> Result<Response<CheckoutSession>, StripeError> {
-        let response = self
-            .retrieve_checkout_session_full_json(id, deadline)
-            .await?;
-        let body =
-            serde_json::from_value(response.body).map_err(|e| StripeError::InvalidResponse {
-                status: response.status,
-                request_id: response.request_id.clone(),
-                detail: format!(
-                    "unexpected checkout session: {}",
-                    snippet(&e.to_string(), 300)
-                ),
-                should_retry: None,
-            })?;
-        Ok(Response {
-            body,
-            request_id: response.request_id,
-            attempts: response.attempts,
-            status: response.status,
-            idempotency_key: response.idempotency_key,
-        })
+        let mut response: Response<CheckoutSession> = self.retrieve_expanded(id, deadline).await?;
+        if let Some(list) = response.body.line_items.as_mut().filter(|l| l.has_more) {
+            let first = std::mem::take(&mut list.data);
+            *list = self
+                .all_line_items(id, first, |item: &LineItem| Some(&item.id), deadline)
+                .await?;
+        }
+        Ok(response)
     }
 
-    /// Every line item of a session (pages of 100, up to [`MAX_LINE_ITEMS`]), as one list.
-    async fn all_line_items(
+    /// `GET /v1/checkout/sessions/{id}` with [`SESSION_EXPAND`].
+    async fn retrieve_expanded<T: DeserializeOwned>(
         &self,
         id: &str,
         deadline: Option<Instant>,
-    ) -> Result<Value, StripeError> {
+    ) -> Result<Response<T>, StripeError> {
+        let path = format!("/v1/checkout/sessions/{}", session_segment(id)?);
+        self.execute(
+            Method::GET,
+            &path,
+            expand_pairs(SESSION_EXPAND),
+            None,
+            deadline,
+        )
+        .await
+    }
+
+    /// Every line item of a session, as one list: `first` (the expansion's page) and
+    /// further pages of 100 after it, up to [`MAX_LINE_ITEMS`].
+    async fn all_line_items<T: DeserializeOwned>(
+        &self,
+        id: &str,
+        mut data: Vec<T>,
+        id_of: impl Fn(&T) -> Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<List<T>, StripeError> {
         let path = format!("/v1/checkout/sessions/{}/line_items", session_segment(id)?);
-        let mut data: Vec<Value> = Vec::new();
         let mut has_more = true;
-        let mut url = Value::Null;
+        let mut url = None;
         while has_more && data.len() < MAX_LINE_ITEMS {
             let mut query = vec![("limit".to_string(), "100".to_string())];
-            if let Some(last) = data.last().and_then(|l| l["id"].as_str()) {
+            if let Some(last) = data.last().and_then(&id_of) {
                 query.push(("starting_after".to_string(), last.to_string()));
             }
-            let page: Value = self
+            let page: List<T> = self
                 .execute(Method::GET, &path, query, None, deadline)
                 .await?
                 .body;
-            let items = page["data"].as_array().cloned().unwrap_or_default();
-            has_more = page["has_more"].as_bool() == Some(true) && !items.is_empty();
-            url = page["url"].clone();
-            data.extend(items);
+            has_more = page.has_more && !page.data.is_empty();
+            url = page.url;
+            data.extend(page.data);
         }
-        Ok(serde_json::json!({"object": "list", "data": data, "has_more": has_more, "url": url}))
+        Ok(List {
+            data,
+            has_more,
+            url,
+        })
     }
 
     /// Generic `POST {path}` with form pairs (already bracketed); a random key is used when none is given.

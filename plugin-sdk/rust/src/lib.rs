@@ -24,6 +24,8 @@
 //! policy logic is unit-tested with plain `cargo test` (see [`testing`]).
 #![warn(missing_docs)]
 
+#[cfg(all(feature = "single-use-allocator", target_arch = "wasm32"))]
+mod alloc;
 mod context;
 mod helpers;
 mod money;
@@ -43,12 +45,19 @@ pub mod bindings {
     });
 }
 
+#[cfg(all(feature = "single-use-allocator", target_arch = "wasm32"))]
+pub use alloc::SingleUseAllocator;
 pub use bindings::stripe_discount::policy::host::LogLevel;
 pub use bindings::stripe_discount::policy::types::{
     Address, AppliedDiscount, CheckoutSession, Coupon, CouponData, Customer, CustomerDetails,
     Decision, Discount, Duration, LineItem, Mode, PolicyRequest, ShippingCost, ShippingDetails,
     Status, TotalDetails,
 };
+/// The policy's heap: a bump allocator, since every evaluation gets a fresh instance.
+#[cfg(all(feature = "single-use-allocator", target_arch = "wasm32"))]
+#[global_allocator]
+static ALLOCATOR: SingleUseAllocator = SingleUseAllocator::new();
+
 pub use context::{ConfigError, Context, ContextBuilder, LogRecord};
 pub use money::{currency_exponent, parse_percent, percent_of, Money};
 
@@ -73,7 +82,16 @@ pub trait Policy {
 impl<P: Policy> bindings::Guest for P {
     fn evaluate(session: CheckoutSession, request: PolicyRequest) -> Decision {
         let ctx = Context::from_environment();
-        P::evaluate(&ctx, &session, &request)
+        let decision = P::evaluate(&ctx, &session, &request);
+        // The instance ends with this evaluation: with the single-use allocator,
+        // dropping the session's hundred-odd strings would only walk them.
+        if cfg!(all(
+            feature = "single-use-allocator",
+            target_arch = "wasm32"
+        )) {
+            core::mem::forget((session, request));
+        }
+        decision
     }
 }
 

@@ -59,6 +59,24 @@ impl Policy for Hostile {
                     blocks.push(black_box(vec![1u8; 1 << 20]));
                 }
             }
+            // Allocation patterns the SDK's single-use allocator must serve in place.
+            "alloc-churn" => {
+                // 256 MiB allocated in all, 1 MiB at a time, each freed before the next.
+                let mut sum = 0u64;
+                for i in 0..256u32 {
+                    let block = black_box(vec![(i % 251) as u8; 1 << 20]);
+                    sum += u64::from(block[block.len() - 1]);
+                }
+                Decision::reject(format!("churned {sum}"))
+            }
+            "vec-growth" => {
+                // A 6 MiB Vec grown by pushing: doubling by copy would need about 12 MiB.
+                let mut v: Vec<u8> = Vec::new();
+                for i in 0..(6u32 << 20) {
+                    v.push(i as u8);
+                }
+                Decision::reject(format!("grew {}", black_box(v).len()))
+            }
             "deep-recursion" => {
                 let depth = recurse(black_box(u64::MAX));
                 Decision::reject(format!("depth {depth}"))
