@@ -7,13 +7,41 @@ use std::collections::BTreeMap;
 pub type Metadata = BTreeMap<String, String>;
 
 /// A field Stripe returns either as an id or, when expanded, as the object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Expandable<T> {
     /// Not expanded: the object's id.
     Id(String),
     /// Expanded: the object itself.
     Object(Box<T>),
+}
+
+/// Picks the variant by the JSON type (string or object) as it reads, without the
+/// buffering of `#[serde(untagged)]`, which doubled the cost of parsing a session.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Expandable<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = Expandable<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an id string or an expanded object")
+            }
+            fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<Self::Value, E> {
+                Ok(Expandable::Id(id.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, id: String) -> Result<Self::Value, E> {
+                Ok(Expandable::Id(id))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let object = T::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Expandable::Object(Box::new(object)))
+            }
+        }
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
+    }
 }
 
 impl<T: HasId> Expandable<T> {
@@ -390,4 +418,38 @@ pub enum DiscountsUpdate {
     Coupon(String),
     /// `discounts=` (clear).
     Clear,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expandable_reads_an_id_or_an_object() {
+        let id: Expandable<Customer> = serde_json::from_str(r#""cus_1""#).unwrap();
+        assert_eq!(id, Expandable::Id("cus_1".into()));
+        assert_eq!(id.id(), "cus_1");
+        assert!(id.object().is_none());
+        let obj: Expandable<Customer> = serde_json::from_str(
+            r#"{"id":"cus_2","object":"customer","metadata":{"tier":"gold"}}"#,
+        )
+        .unwrap();
+        assert_eq!(obj.id(), "cus_2");
+        assert_eq!(obj.object().unwrap().metadata["tier"], "gold");
+        // What neither form allows is a clear error, not a panic.
+        let err = serde_json::from_str::<Expandable<Customer>>("42").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("an id string or an expanded object"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<Expandable<Customer>>(r#"{"id":7}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid type"), "{err}");
+        // Round trip: an expanded object serializes as the object, an id as the string.
+        assert_eq!(
+            serde_json::to_value(&id).unwrap(),
+            serde_json::json!("cus_1")
+        );
+        assert_eq!(serde_json::to_value(&obj).unwrap()["id"], "cus_2");
+    }
 }
