@@ -9,6 +9,10 @@
 # Not part of scripts/test.sh: timings are benchmarks, not tests. See docs/performance.md.
 #
 # Usage: scripts/load-test.sh            (DURATION=10 CONNECTIONS=64 THREADS=2 RUST_LOG=warn)
+#
+# To compare two builds in one run, point BASELINE_HOST at another discount-host binary and
+# BASELINE_POLICY_DIR at the policies built with it (loyalty-tier.wasm and .toml): the
+# discount route is then measured on both, one after the other, and the ratio printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -30,6 +34,7 @@ fi
 [ -f target/policies/loyalty-tier.wasm ] || scripts/build-policies.sh
 cargo build --release -p discount-host --bin discount-host --example stripe_stub
 host_bin="$root/target/release/discount-host"
+BASELINE_HOST="${BASELINE_HOST:-}"
 stub_bin="$root/target/release/examples/stripe_stub"
 
 work="$(mktemp -d)"
@@ -68,9 +73,9 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$STUB_PORT/v1/checkout/sessio
 # Starts the host on $1 (policy dir) with cache $2; sets host_pid and startup_ms
 # (launch to the first 200 on $3: "post" for the discount route, "get" for /healthz).
 start_host() {
-    local t0
+    local t0 bin="${4:-$host_bin}"
     t0=$(now_ms)
-    STRIPE_SECRET_KEY=sk_test_load "$host_bin" --listen "127.0.0.1:$HOST_PORT" \
+    STRIPE_SECRET_KEY=sk_test_load "$bin" --listen "127.0.0.1:$HOST_PORT" \
         --policy-dir "$1" --cache-dir "$2" --stripe-api-base "http://127.0.0.1:$STUB_PORT" \
         >"$work/host.out" 2>"$work/host.err" &
     host_pid=$!
@@ -127,6 +132,14 @@ sleep 2
 rss_after=$(rss_mb "$host_pid")
 stop_host
 
+if [ -n "$BASELINE_HOST" ]; then
+    mkdir -p "$work/baseline-policies" "$work/baseline-cache"
+    cp "${BASELINE_POLICY_DIR:?set BASELINE_POLICY_DIR to the baseline policies}"/loyalty-tier.{wasm,toml} "$work/baseline-policies/"
+    start_host "$work/baseline-policies" "$work/baseline-cache" post "$BASELINE_HOST"
+    read -r base_rps base_p50 base_p99 base_err < <(run_wrk -s "$work/post.lua" "http://127.0.0.1:$HOST_PORT")
+    stop_host
+fi
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.3f", a / b }'; }
 summary="$work/summary.txt"
 {
@@ -136,6 +149,10 @@ summary="$work/summary.txt"
     printf '%-34s %10s %9s %9s %7s\n' "stub alone (GET session)" "$stub_rps" "$stub_p50" "$stub_p99" "$stub_err"
     printf '%-34s %10s %9s %9s %7s\n' "host no-op (GET /healthz)" "$noop_rps" "$noop_p50" "$noop_p99" "$noop_err"
     printf '%-34s %10s %9s %9s %7s\n' "host POST $ROUTE" "$disc_rps" "$disc_p50" "$disc_p99" "$disc_err"
+    if [ -n "$BASELINE_HOST" ]; then
+        printf '%-34s %10s %9s %9s %7s\n' "baseline host POST $ROUTE" "$base_rps" "$base_p50" "$base_p99" "$base_err"
+        echo "discount route / baseline host's: $(ratio "$disc_rps" "$base_rps") (baseline: $BASELINE_HOST)"
+    fi
     echo "discount route / no-op route throughput: $(ratio "$disc_rps" "$noop_rps")"
     echo "discount route / stub alone throughput: $(ratio "$disc_rps" "$stub_rps")"
     echo "startup to first served request: warm cache ${startup_warm} ms, cold cache ${startup_cold} ms (warm/cold $(ratio "$startup_warm" "$startup_cold"))"

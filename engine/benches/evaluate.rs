@@ -5,7 +5,8 @@
 //! measurement loop after criterion's report (criterion gives no p99).
 //!
 //! Needs `scripts/build-policies.sh`. Run: `cargo bench --release -p policy-engine --bench evaluate`
-//! (`BENCH_POLICY=cart-threshold` picks the other example; `BENCH_POLICY_DIR` another dir).
+//! (`BENCH_POLICY=cart-threshold` picks the other example; `BENCH_POLICY_DIR` another dir;
+//! `BENCH_BASELINE_POLICY_DIR` adds a row for the same policy from another build).
 
 use criterion::Criterion;
 use policy_engine::bindings::{self, stripe_discount::policy::host, DiscountPolicy};
@@ -284,7 +285,7 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
         },
         n,
     );
-    let rows = [
+    let mut rows = vec![
         ("naive baseline", base),
         (
             "on-demand + InstancePre",
@@ -305,6 +306,24 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
             ),
         ),
     ];
+    // BENCH_BASELINE_POLICY_DIR: the same policy built another way (say, by an older SDK),
+    // loaded into the same pooled engine and measured in this run.
+    if let Some(dir) = std::env::var_os("BENCH_BASELINE_POLICY_DIR") {
+        let path = PathBuf::from(dir).join(format!("{}.wasm", f.name));
+        let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let baseline = engine_with(PoolSettings::default())
+            .load(&f.name, &wasm, f.settings.clone())
+            .expect("loads the baseline build");
+        rows.push((
+            "pooled, baseline build",
+            percentiles(
+                || {
+                    black_box(evaluate_and_guard(&baseline, f, &caps));
+                },
+                n,
+            ),
+        ));
+    }
     println!(
         "\n{} on a 20-line-item session, fresh instance + call + guard, {n} iterations each:",
         f.name
