@@ -262,28 +262,7 @@ mod tests {
     use super::*;
 
     fn session(currency: &str, subtotal: i64) -> wit::CheckoutSession {
-        wit::CheckoutSession {
-            id: "cs_test".into(),
-            livemode: false,
-            mode: wit::Mode::Payment,
-            status: Some(wit::Status::Open),
-            currency: Some(currency.into()),
-            amount_subtotal: Some(subtotal),
-            amount_total: Some(subtotal),
-            total_details: None,
-            customer_id: None,
-            customer_email: None,
-            customer_details: None,
-            customer: None,
-            client_reference_id: None,
-            metadata: vec![],
-            line_items: vec![],
-            discounts: vec![],
-            shipping_details: None,
-            shipping_cost: None,
-            created: 0,
-            expires_at: 0,
-        }
+        crate::fixtures::open_session("cs_test", currency, subtotal)
     }
 
     fn data() -> wit::CouponData {

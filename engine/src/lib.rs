@@ -10,6 +10,7 @@ pub mod bindings;
 pub mod cache;
 pub mod decision;
 pub mod engine;
+pub mod fixtures;
 pub mod guard;
 pub mod limits;
 pub mod mapping;

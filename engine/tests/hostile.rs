@@ -4,8 +4,8 @@
 
 use policy_engine::bindings as wit;
 use policy_engine::engine::LoadError;
+use policy_engine::{fixtures, mapping, Limits, PolicySettings};
 use policy_engine::{guard, Caps, Clock, Decision, EngineConfig, EvalError, Policy, PolicyEngine};
-use policy_engine::{Limits, PolicySettings};
 use std::path::PathBuf;
 
 fn workspace() -> PathBuf {
@@ -49,36 +49,11 @@ fn hostile(engine: &PolicyEngine, mode: &str, limits: &str) -> Policy {
 }
 
 fn session(currency: &str, subtotal: i64) -> wit::CheckoutSession {
-    wit::CheckoutSession {
-        id: "cs_test_hostile".into(),
-        livemode: false,
-        mode: wit::Mode::Payment,
-        status: Some(wit::Status::Open),
-        currency: Some(currency.into()),
-        amount_subtotal: Some(subtotal),
-        amount_total: Some(subtotal),
-        total_details: None,
-        customer_id: None,
-        customer_email: None,
-        customer_details: None,
-        customer: None,
-        client_reference_id: None,
-        metadata: vec![],
-        line_items: vec![],
-        discounts: vec![],
-        shipping_details: None,
-        shipping_cost: None,
-        created: 0,
-        expires_at: 0,
-    }
+    fixtures::open_session("cs_test_hostile", currency, subtotal)
 }
 
 fn request() -> wit::PolicyRequest {
-    wit::PolicyRequest {
-        action: "/hostile".into(),
-        input_json: "{}".into(),
-        input: vec![],
-    }
+    mapping::policy_request("/hostile", &Default::default())
 }
 
 /// The message of a reject decision.

@@ -2,7 +2,8 @@
 //! the pooling allocator, the on-demand fallback, a small pool under concurrency, and
 //! pre-initialised (warm) instances that never show one evaluation's state to another.
 
-use policy_engine::bindings::{Customer, LineItem, Mode, Status};
+use policy_engine::bindings::LineItem;
+use policy_engine::{fixtures, mapping};
 use policy_engine::{
     CheckoutSession, Clock, Decision, EngineConfig, PolicyEngine, PolicyRequest, PolicySettings,
     PoolSettings,
@@ -27,27 +28,8 @@ fn engine(pool: PoolSettings) -> PolicyEngine {
 
 fn session(tier: Option<&str>) -> CheckoutSession {
     CheckoutSession {
-        id: "cs_test_pool".into(),
-        livemode: false,
-        mode: Mode::Payment,
-        status: Some(Status::Open),
-        currency: Some("usd".into()),
-        amount_subtotal: Some(20000),
-        amount_total: Some(20000),
-        total_details: None,
         customer_id: Some("cus_1".into()),
-        customer_email: None,
-        customer_details: None,
-        customer: Some(Customer {
-            id: "cus_1".into(),
-            email: None,
-            name: None,
-            metadata: tier
-                .map(|t| vec![("tier".into(), t.into())])
-                .unwrap_or_default(),
-        }),
-        client_reference_id: None,
-        metadata: vec![],
+        customer: Some(fixtures::customer_with_tier(tier)),
         line_items: vec![LineItem {
             id: "li_1".into(),
             price_id: Some("price_1".into()),
@@ -60,20 +42,12 @@ fn session(tier: Option<&str>) -> CheckoutSession {
             amount_discount: 0,
             currency: "usd".into(),
         }],
-        discounts: vec![],
-        shipping_details: None,
-        shipping_cost: None,
-        created: 0,
-        expires_at: 0,
+        ..fixtures::open_session("cs_test_pool", "usd", 20000)
     }
 }
 
 fn request() -> PolicyRequest {
-    PolicyRequest {
-        action: "/apply-loyalty-discount".into(),
-        input: vec![],
-        input_json: "{}".into(),
-    }
+    mapping::policy_request("/apply-loyalty-discount", &Default::default())
 }
 
 fn percent_off(d: &Decision) -> Option<f64> {

@@ -51,30 +51,22 @@ fn test_policies() -> PathBuf {
 /// Installs the hostile component as policy `name` in `mode`, serving `/<name>`,
 /// with extra `[limits]` lines.
 fn install_hostile(dir: &Path, name: &str, mode: &str, limits: &str) {
-    std::fs::copy(
-        test_policies().join("hostile.wasm"),
-        dir.join(format!("{name}.wasm")),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join(format!("{name}.toml")),
-        format!("routes = [\"/{name}\"]\n[config]\nmode = \"{mode}\"\n[limits]\n{limits}\n"),
-    )
-    .unwrap();
+    common::install_policy(
+        dir,
+        name,
+        &std::fs::read(test_policies().join("hostile.wasm")).unwrap(),
+        &format!("routes = [\"/{name}\"]\n[config]\nmode = \"{mode}\"\n[limits]\n{limits}\n"),
+    );
 }
 
 /// Installs a component the host must refuse (`file` in target/test-policies) as `name`.
 fn install_refused(dir: &Path, name: &str, file: &str) {
-    std::fs::copy(
-        test_policies().join(format!("{file}.wasm")),
-        dir.join(format!("{name}.wasm")),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join(format!("{name}.toml")),
-        format!("routes = [\"/{name}\"]\n"),
-    )
-    .unwrap();
+    common::install_policy(
+        dir,
+        name,
+        &std::fs::read(test_policies().join(format!("{file}.wasm"))).unwrap(),
+        &format!("routes = [\"/{name}\"]\n"),
+    );
 }
 
 /// A host serving cart-threshold and the hostile policy `mode` (named after it).
@@ -458,12 +450,12 @@ async fn refused_at_start() {
     for (name, file, _) in REFUSED {
         install_refused(dir.path(), name, file);
     }
-    std::fs::write(dir.path().join("not-wasm.wasm"), b"console.log('hi')").unwrap();
-    std::fs::write(
-        dir.path().join("not-wasm.toml"),
+    common::install_policy(
+        dir.path(),
+        "not-wasm",
+        b"console.log('hi')",
         "routes = [\"/not-wasm\"]\n",
-    )
-    .unwrap();
+    );
     let host = Host::start(&stripe.url(), dir.path(), "");
     assert_refused(&host, &[("not-wasm", "not a WebAssembly component")]).await;
     let ungranted = policy_status(&host, "ungranted-import").await;
@@ -484,14 +476,7 @@ async fn refused_on_reload_while_serving() {
         for (name, file, _) in REFUSED {
             install_refused(dir.path(), name, file);
         }
-        let r = host
-            .http
-            .post(format!("{}/admin/reload", host.url))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-        r.json::<Value>().await.unwrap()
+        host.reload().await
     })
     .await;
     let failed = report["failed"].to_string();
@@ -506,11 +491,7 @@ async fn refused_on_reload_while_serving() {
         dir.path().join("cart-threshold.wasm"),
     )
     .unwrap();
-    host.http
-        .post(format!("{}/admin/reload", host.url))
-        .send()
-        .await
-        .unwrap();
+    host.reload().await;
     let status = policy_status(&host, "cart-threshold").await;
     assert_eq!(status["version"], good);
     assert!(status["last_error"]

@@ -672,23 +672,12 @@ async fn sighup_reloads() {
     assert_eq!(served_by(&host, &session).await, Some("B"));
 }
 
-async fn admin_reload(host: &Host) -> Value {
-    let r = host
-        .http
-        .post(format!("{}/admin/reload", host.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn admin_reload_answers_what_it_did() {
     let (_stripe, host, dir, session) = promo_host(MANUAL).await;
     let b = version("B");
     deploy(dir.path(), "promo", &b);
-    let report = admin_reload(&host).await;
+    let report = host.reload().await;
     assert_eq!(report["loaded"], json!(["promo"]), "{report:#}");
     assert_eq!(report["serving"], json!(["promo"]), "{report:#}");
     let s = status_of(&host, "promo").await;
@@ -699,7 +688,7 @@ async fn admin_reload_answers_what_it_did() {
     // A bad version: reported, B keeps serving, and it is not retried until it changes.
     let garbage = b"\0asm\x0d\x00\x01\x00 and then nothing sensible".to_vec();
     write_atomic(&dir.path().join("promo.wasm"), &garbage);
-    let report = admin_reload(&host).await;
+    let report = host.reload().await;
     assert_eq!(report["loaded"], json!([]), "{report:#}");
     assert_eq!(report["failed"][0]["policy"], "promo", "{report:#}");
     assert_eq!(report["failed"][0]["version"], content_hash(&garbage));
@@ -707,7 +696,7 @@ async fn admin_reload_answers_what_it_did() {
         .as_str()
         .is_some_and(|e| !e.is_empty()));
     assert_eq!(served_by(&host, &session).await, Some("B"));
-    let report = admin_reload(&host).await;
+    let report = host.reload().await;
     assert_eq!(report["failed"], json!([]), "{report:#}");
     assert_eq!(report["still_failing"], json!(["promo"]), "{report:#}");
     let s = status_of(&host, "promo").await;
@@ -715,7 +704,7 @@ async fn admin_reload_answers_what_it_did() {
 
     // Putting the serving version back clears the error.
     write_atomic(&dir.path().join("promo.wasm"), &b.wasm);
-    let report = admin_reload(&host).await;
+    let report = host.reload().await;
     assert_eq!(report["loaded"], json!([]), "{report:#}");
     assert!(status_of(&host, "promo").await["last_error"].is_null());
 }

@@ -8,7 +8,6 @@ use common::{built_policies, workspace, Host, Stripe};
 use policy_engine::engine::content_hash;
 use policy_engine::{EngineConfig, PolicyEngine, PolicySettings};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const C_ROUTE: &str = "/apply-c-cart-discount";
@@ -88,12 +87,6 @@ fn warm_cache(components: &[&[u8]]) {
     }
 }
 
-fn write(dir: &Path, name: &str, component: &[u8], settings: &str) {
-    // Settings first: the component's arrival makes a new version complete.
-    std::fs::write(dir.join(format!("{name}.toml")), settings).unwrap();
-    std::fs::write(dir.join(format!("{name}.wasm")), component).unwrap();
-}
-
 async fn status_of(host: &Host, name: &str) -> Value {
     let all = host.get_json("/admin/policies").await;
     all.as_array()
@@ -170,9 +163,9 @@ async fn c_js_and_python_policies_are_served_and_hot_reloaded() {
     warm_cache(&[&c1, &js1, &py1, &c2, &js2, &py2]);
 
     let dir = TempDir::new();
-    write(dir.path(), "c-cart-threshold", &c1, &c_toml);
-    write(dir.path(), "js-time-limited", &js1, &js_toml);
-    write(dir.path(), "py-location", &py1, &py_toml);
+    common::install_policy(dir.path(), "c-cart-threshold", &c1, &c_toml);
+    common::install_policy(dir.path(), "js-time-limited", &js1, &js_toml);
+    common::install_policy(dir.path(), "py-location", &py1, &py_toml);
     let stripe = Stripe::start().await;
     let host = Host::start(&stripe.url(), dir.path(), "");
     for (name, component) in [
@@ -210,19 +203,19 @@ async fn c_js_and_python_policies_are_served_and_hot_reloaded() {
     .await;
 
     // Version 2 of each: a new component and new settings dropped into the directory.
-    write(
+    common::install_policy(
         dir.path(),
         "c-cart-threshold",
         &c2,
         &edited(&c_toml, "C v2", "").replace("percent = \"10\"", "percent = \"12\""),
     );
-    write(
+    common::install_policy(
         dir.path(),
         "js-time-limited",
         &js2,
         &js_settings("25", "JS v2"),
     );
-    write(
+    common::install_policy(
         dir.path(),
         "py-location",
         &py2,

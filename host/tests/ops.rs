@@ -14,17 +14,12 @@ const ROUTE: &str = "/apply-cart-discount";
 
 /// A copy of cart-threshold under another name and route, with its config changed.
 fn variant(dir: &Path, name: &str, route: &str, config: &str, limits: &str) {
-    let built = common::built_policies();
-    std::fs::copy(
-        built.join("cart-threshold.wasm"),
-        dir.join(format!("{name}.wasm")),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join(format!("{name}.toml")),
-        format!("routes = [\"{route}\"]\n\n[config]\n{config}\n\n[limits]\n{limits}\n"),
-    )
-    .unwrap();
+    common::install_policy(
+        dir,
+        name,
+        &std::fs::read(common::built_policies().join("cart-threshold.wasm")).unwrap(),
+        &format!("routes = [\"{route}\"]\n\n[config]\n{config}\n\n[limits]\n{limits}\n"),
+    );
 }
 
 /// Reads the audit file until it holds `n` records.
@@ -401,15 +396,13 @@ async fn metrics_are_exposed_and_count() {
     );
 
     // A reload that fails to load counts as a load failure.
-    std::fs::write(dir.path().join("broken.wasm"), b"not wasm").unwrap();
-    std::fs::write(dir.path().join("broken.toml"), "routes = [\"/broken\"]\n").unwrap();
-    let r = host
-        .http
-        .post(format!("{}/admin/reload", host.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    common::install_policy(
+        dir.path(),
+        "broken",
+        b"not wasm",
+        "routes = [\"/broken\"]\n",
+    );
+    host.reload().await;
     let after = scrape(&host).await;
     assert_eq!(
         sample(

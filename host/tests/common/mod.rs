@@ -56,6 +56,13 @@ pub fn copy_policy(name: &str, to: &Path) {
     .unwrap();
 }
 
+/// Installs policy `name` in `dir`: its settings first, then its component, so the
+/// component's arrival is what completes a new version for a watching host.
+pub fn install_policy(dir: &Path, name: &str, component: &[u8], settings: &str) {
+    std::fs::write(dir.join(format!("{name}.toml")), settings).unwrap();
+    std::fs::write(dir.join(format!("{name}.wasm")), component).unwrap();
+}
+
 /// Minimal temporary directories, removed on drop.
 pub mod tempdir {
     use std::path::{Path, PathBuf};
@@ -351,6 +358,18 @@ impl Host {
             .json()
             .await
             .unwrap()
+    }
+
+    /// `POST /admin/reload`: expects 200 and returns the reload report.
+    pub async fn reload(&self) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/admin/reload", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
     }
 }
 

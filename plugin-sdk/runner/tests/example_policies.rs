@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 
-use policy_engine::bindings::{Customer, Discount, LineItem, Mode, Status};
+use policy_engine::bindings::{Discount, LineItem};
+use policy_engine::{fixtures, mapping};
 use policy_engine::{
     CheckoutSession, Clock, Decision, PolicyEngine, PolicyRequest, PolicySettings,
 };
@@ -36,27 +37,8 @@ fn load(name: &str) -> policy_engine::Policy {
 
 fn session(subtotal: i64, tier: Option<&str>) -> CheckoutSession {
     CheckoutSession {
-        id: "cs_test_e2e".into(),
-        livemode: false,
-        mode: Mode::Payment,
-        status: Some(Status::Open),
-        currency: Some("usd".into()),
-        amount_subtotal: Some(subtotal),
-        amount_total: Some(subtotal),
-        total_details: None,
         customer_id: Some("cus_1".into()),
-        customer_email: None,
-        customer_details: None,
-        customer: Some(Customer {
-            id: "cus_1".into(),
-            email: None,
-            name: None,
-            metadata: tier
-                .map(|t| vec![("tier".into(), t.into())])
-                .unwrap_or_default(),
-        }),
-        client_reference_id: None,
-        metadata: vec![],
+        customer: Some(fixtures::customer_with_tier(tier)),
         line_items: vec![LineItem {
             id: "li_1".into(),
             price_id: None,
@@ -69,20 +51,14 @@ fn session(subtotal: i64, tier: Option<&str>) -> CheckoutSession {
             amount_discount: 0,
             currency: "usd".into(),
         }],
-        discounts: vec![],
-        shipping_details: None,
-        shipping_cost: None,
         created: 1_700_000_000,
         expires_at: 1_700_086_400,
+        ..fixtures::open_session("cs_test_e2e", "usd", subtotal)
     }
 }
 
 fn request(action: &str) -> PolicyRequest {
-    PolicyRequest {
-        action: action.into(),
-        input_json: "{}".into(),
-        input: vec![],
-    }
+    mapping::policy_request(action, &Default::default())
 }
 
 #[test]

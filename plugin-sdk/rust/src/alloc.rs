@@ -16,7 +16,7 @@ use core::cell::UnsafeCell;
 const PAGE: usize = 65_536;
 
 /// A bump allocator over wasm linear memory; frees only the most recent allocation.
-pub struct SingleUseAllocator {
+pub(crate) struct SingleUseAllocator {
     heap: UnsafeCell<Heap>,
 }
 
@@ -32,16 +32,10 @@ unsafe impl Sync for SingleUseAllocator {}
 
 impl SingleUseAllocator {
     /// An allocator that has not taken any memory yet.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         SingleUseAllocator {
             heap: UnsafeCell::new(Heap { next: 0, end: 0 }),
         }
-    }
-}
-
-impl Default for SingleUseAllocator {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

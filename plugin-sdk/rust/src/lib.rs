@@ -45,8 +45,6 @@ pub mod bindings {
     });
 }
 
-#[cfg(all(feature = "single-use-allocator", target_arch = "wasm32"))]
-pub use alloc::SingleUseAllocator;
 pub use bindings::stripe_discount::policy::host::LogLevel;
 pub use bindings::stripe_discount::policy::types::{
     Address, AppliedDiscount, CheckoutSession, Coupon, CouponData, Customer, CustomerDetails,
@@ -56,7 +54,7 @@ pub use bindings::stripe_discount::policy::types::{
 /// The policy's heap: a bump allocator, since every evaluation gets a fresh instance.
 #[cfg(all(feature = "single-use-allocator", target_arch = "wasm32"))]
 #[global_allocator]
-static ALLOCATOR: SingleUseAllocator = SingleUseAllocator::new();
+static ALLOCATOR: alloc::SingleUseAllocator = alloc::SingleUseAllocator::new();
 
 pub use context::{ConfigError, Context, ContextBuilder, LogRecord};
 pub use money::{currency_exponent, parse_percent, percent_of, Money};
