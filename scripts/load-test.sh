@@ -13,6 +13,8 @@
 # To compare two builds in one run, point BASELINE_HOST at another discount-host binary and
 # BASELINE_POLICY_DIR at the policies built with it (loyalty-tier.wasm and .toml): the
 # discount route is then measured on both, one after the other, and the ratio printed.
+# BASELINE_POLICY_DIR alone compares other policy settings (say, without `expand`) on
+# this host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -35,6 +37,7 @@ fi
 cargo build --release -p discount-host --bin discount-host --example stripe_stub
 host_bin="$root/target/release/discount-host"
 BASELINE_HOST="${BASELINE_HOST:-}"
+[ -z "$BASELINE_HOST" ] && [ -n "${BASELINE_POLICY_DIR:-}" ] && BASELINE_HOST="$host_bin"
 stub_bin="$root/target/release/examples/stripe_stub"
 
 work="$(mktemp -d)"
@@ -150,8 +153,8 @@ summary="$work/summary.txt"
     printf '%-34s %10s %9s %9s %7s\n' "host no-op (GET /healthz)" "$noop_rps" "$noop_p50" "$noop_p99" "$noop_err"
     printf '%-34s %10s %9s %9s %7s\n' "host POST $ROUTE" "$disc_rps" "$disc_p50" "$disc_p99" "$disc_err"
     if [ -n "$BASELINE_HOST" ]; then
-        printf '%-34s %10s %9s %9s %7s\n' "baseline host POST $ROUTE" "$base_rps" "$base_p50" "$base_p99" "$base_err"
-        echo "discount route / baseline host's: $(ratio "$disc_rps" "$base_rps") (baseline: $BASELINE_HOST)"
+        printf '%-34s %10s %9s %9s %7s\n' "baseline POST $ROUTE" "$base_rps" "$base_p50" "$base_p99" "$base_err"
+        echo "discount route / baseline's: $(ratio "$disc_rps" "$base_rps") (baseline: $BASELINE_HOST, $BASELINE_POLICY_DIR)"
     fi
     echo "discount route / no-op route throughput: $(ratio "$disc_rps" "$noop_rps")"
     echo "discount route / stub alone throughput: $(ratio "$disc_rps" "$stub_rps")"

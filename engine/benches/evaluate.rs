@@ -7,6 +7,9 @@
 //! Needs `scripts/build-policies.sh`. Run: `cargo bench --release -p policy-engine --bench evaluate`
 //! (`BENCH_POLICY=cart-threshold` picks the other example; `BENCH_POLICY_DIR` another dir;
 //! `BENCH_BASELINE_POLICY_DIR` adds a row for the same policy from another build).
+//!
+//! Rows marked "full" hand the policy the whole session (line items, customer, coupons);
+//! rows marked "expand" hand it what its settings' `expand` asks for, as the host does.
 
 use criterion::Criterion;
 use policy_engine::bindings::{self, stripe_discount::policy::host, DiscountPolicy};
@@ -61,8 +64,14 @@ struct Fixture {
     name: String,
     wasm: Vec<u8>,
     settings: PolicySettings,
+    /// The retrieve's JSON with every expansion.
     json: Vec<u8>,
+    /// The retrieve's JSON with the policy's expansions only.
+    expand_json: Vec<u8>,
+    /// The whole session.
     session: CheckoutSession,
+    /// The session as the policy's `expand` leaves it.
+    expanded: CheckoutSession,
     request: PolicyRequest,
 }
 
@@ -74,12 +83,16 @@ fn fixture(name: &str) -> Option<Fixture> {
     let json = session_json(20);
     let stripe: stripe_checkout::CheckoutSession =
         serde_json::from_slice(&json).expect("session parses");
+    let mut lean = stripe.clone();
+    mapping::as_expanded(&mut lean, &settings.expand);
     let body = serde_json::json!({"promo_code": "SPRING"});
     Some(Fixture {
         name: name.to_string(),
         wasm,
-        settings,
         session: mapping::checkout_session(&stripe),
+        expanded: mapping::checkout_session(&lean),
+        expand_json: serde_json::to_vec(&lean).expect("session json"),
+        settings,
         request: mapping::policy_request("/apply", body.as_object().expect("object")),
         json,
     })
@@ -94,10 +107,15 @@ fn engine_with(pool: PoolSettings) -> PolicyEngine {
 }
 
 /// The host's path: fresh instance from the pool, call, guard.
-fn evaluate_and_guard(policy: &Policy, f: &Fixture, caps: &policy_engine::Caps) -> bool {
-    let eval = policy.evaluate(&f.session, &f.request, Clock::Fixed(1_764_000_000));
+fn evaluate_and_guard(
+    policy: &Policy,
+    session: &CheckoutSession,
+    f: &Fixture,
+    caps: &policy_engine::Caps,
+) -> bool {
+    let eval = policy.evaluate(session, &f.request, Clock::Fixed(1_764_000_000));
     let decision = eval.result.expect("decision");
-    guard::check(&decision, &f.session, caps).is_ok()
+    guard::check(&decision, session, caps).is_ok()
 }
 
 /// What a policy sees of the host in the naive approach.
@@ -164,7 +182,12 @@ impl Naive {
         store
     }
 
-    fn evaluate_and_guard(&self, f: &Fixture, caps: &policy_engine::Caps) -> bool {
+    fn evaluate_and_guard(
+        &self,
+        session: &CheckoutSession,
+        f: &Fixture,
+        caps: &policy_engine::Caps,
+    ) -> bool {
         let mut store = self.store();
         let instance = self
             .linker
@@ -172,14 +195,14 @@ impl Naive {
             .expect("instantiates");
         let policy = DiscountPolicy::new(&mut store, &instance).expect("world");
         let decision = policy
-            .call_evaluate(&mut store, &f.session, &f.request)
+            .call_evaluate(&mut store, session, &f.request)
             .expect("decision");
-        guard::check(&decision, &f.session, caps).is_ok()
+        guard::check(&decision, session, caps).is_ok()
     }
 }
 
 /// Where the time of one pooled evaluation goes: Store::new, instantiate, call, drop.
-fn breakdown(f: &Fixture, pool: &PoolSettings, n: usize) {
+fn breakdown(f: &Fixture, session: &CheckoutSession, label: &str, pool: &PoolSettings, n: usize) {
     let mut config = Config::new();
     pool.apply(&mut config);
     if std::env::var_os("BENCH_PERFMAP").is_some() {
@@ -187,7 +210,9 @@ fn breakdown(f: &Fixture, pool: &PoolSettings, n: usize) {
     }
     let raw = Naive::with_config(f, config);
     let pre = raw.linker.instantiate_pre(&raw.component).expect("pre");
-    let pre = bindings::DiscountPolicyPre::new(pre).expect("world");
+    let mut pre =
+        bindings::CheckedPolicyPre::new(bindings::DiscountPolicyPre::new(pre).expect("world"));
+    pre.check(raw.store()).expect("checks");
     let mut t = [Duration::ZERO; 4];
     let run = |t: &mut [Duration; 4]| {
         let t0 = Instant::now();
@@ -197,7 +222,7 @@ fn breakdown(f: &Fixture, pool: &PoolSettings, n: usize) {
         let t2 = Instant::now();
         black_box(
             policy
-                .call_evaluate(&mut store, &f.session, &f.request)
+                .call_evaluate(&mut store, session, &f.request)
                 .expect("decision"),
         );
         let t3 = Instant::now();
@@ -216,7 +241,7 @@ fn breakdown(f: &Fixture, pool: &PoolSettings, n: usize) {
     }
     let us = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "pooled breakdown (mean µs): Store::new {:.2}, instantiate {:.2}, call {:.2}, drop {:.2}",
+        "pooled breakdown, {label} (mean µs): Store::new {:.2}, instantiate {:.2}, call {:.2}, drop {:.2}",
         us(t[0]),
         us(t[1]),
         us(t[2]),
@@ -228,13 +253,16 @@ fn bench(c: &mut Criterion, f: &Fixture, pooled: &Policy, on_demand: &Policy, na
     let caps = policy_engine::Caps::default();
     let mut g = c.benchmark_group(format!("evaluate/{}", f.name));
     g.bench_function("pooled_fresh_instance+guard", |b| {
-        b.iter(|| evaluate_and_guard(pooled, f, &caps))
+        b.iter(|| evaluate_and_guard(pooled, &f.session, f, &caps))
+    });
+    g.bench_function("pooled_fresh_instance+guard/expand", |b| {
+        b.iter(|| evaluate_and_guard(pooled, &f.expanded, f, &caps))
     });
     g.bench_function("on_demand_fresh_instance+guard", |b| {
-        b.iter(|| evaluate_and_guard(on_demand, f, &caps))
+        b.iter(|| evaluate_and_guard(on_demand, &f.session, f, &caps))
     });
     g.bench_function("naive_baseline", |b| {
-        b.iter(|| naive.evaluate_and_guard(f, &caps))
+        b.iter(|| naive.evaluate_and_guard(&f.session, f, &caps))
     });
     g.finish();
     let mut g = c.benchmark_group("mapping");
@@ -242,6 +270,13 @@ fn bench(c: &mut Criterion, f: &Fixture, pooled: &Policy, on_demand: &Policy, na
         b.iter(|| {
             let s: stripe_checkout::CheckoutSession =
                 serde_json::from_slice(black_box(&f.json)).expect("parses");
+            mapping::checkout_session(&s)
+        })
+    });
+    g.bench_function("stripe_json_parse+map/expand", |b| {
+        b.iter(|| {
+            let s: stripe_checkout::CheckoutSession =
+                serde_json::from_slice(black_box(&f.expand_json)).expect("parses");
             mapping::checkout_session(&s)
         })
     });
@@ -281,30 +316,39 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
         .unwrap_or(20_000);
     let base = percentiles(
         || {
-            black_box(naive.evaluate_and_guard(f, &caps));
+            black_box(naive.evaluate_and_guard(&f.session, f, &caps));
         },
         n,
     );
+    let pooled_row = |session: &CheckoutSession| {
+        percentiles(
+            || {
+                black_box(evaluate_and_guard(pooled, session, f, &caps));
+            },
+            n,
+        )
+    };
+    let naive_expand = percentiles(
+        || {
+            black_box(naive.evaluate_and_guard(&f.expanded, f, &caps));
+        },
+        n,
+    );
+    let pooled_expand = pooled_row(&f.expanded);
     let mut rows = vec![
-        ("naive baseline", base),
+        ("naive baseline, full", base),
         (
-            "on-demand + InstancePre",
+            "on-demand + InstancePre, full",
             percentiles(
                 || {
-                    black_box(evaluate_and_guard(on_demand, f, &caps));
+                    black_box(evaluate_and_guard(on_demand, &f.session, f, &caps));
                 },
                 n,
             ),
         ),
-        (
-            "pooled + CoW + InstancePre",
-            percentiles(
-                || {
-                    black_box(evaluate_and_guard(pooled, f, &caps));
-                },
-                n,
-            ),
-        ),
+        ("pooled + CoW + InstancePre, full", pooled_row(&f.session)),
+        ("naive baseline, expand", naive_expand),
+        ("pooled + CoW + InstancePre, expand", pooled_expand),
     ];
     // BENCH_BASELINE_POLICY_DIR: the same policy built another way (say, by an older SDK),
     // loaded into the same pooled engine and measured in this run.
@@ -315,10 +359,10 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
             .load(&f.name, &wasm, f.settings.clone())
             .expect("loads the baseline build");
         rows.push((
-            "pooled, baseline build",
+            "pooled, baseline build, full",
             percentiles(
                 || {
-                    black_box(evaluate_and_guard(&baseline, f, &caps));
+                    black_box(evaluate_and_guard(&baseline, &f.session, f, &caps));
                 },
                 n,
             ),
@@ -329,27 +373,37 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
         f.name
     );
     println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>14}",
-        "approach", "median µs", "p99 µs", "mean µs", "median/naive"
+        "{:<36} {:>10} {:>10} {:>10} {:>14}",
+        "approach, session", "median µs", "p99 µs", "mean µs", "median/naive"
     );
     for (name, (median, p99, mean)) in rows {
         println!(
-            "{name:<28} {median:>10.1} {p99:>10.1} {mean:>10.1} {:>14.3}",
+            "{name:<36} {median:>10.1} {p99:>10.1} {mean:>10.1} {:>14.3}",
             median / base.0
         );
     }
-    let parsed = percentiles(
-        || {
-            let s: stripe_checkout::CheckoutSession =
-                serde_json::from_slice(black_box(&f.json)).expect("parses");
-            black_box(mapping::checkout_session(&s));
-        },
-        n,
-    );
     println!(
-        "stripe JSON parse + map (20 items): median {:.1} µs, p99 {:.1} µs",
-        parsed.0, parsed.1
+        "full: every expansion; expand: `expand = {:?}` from the policy's settings \
+         (pooled/naive, both expand: {:.3})",
+        f.settings.expand.paths(),
+        pooled_expand.0 / naive_expand.0
     );
+    for (label, json) in [("full", &f.json), ("expand", &f.expand_json)] {
+        let parsed = percentiles(
+            || {
+                let s: stripe_checkout::CheckoutSession =
+                    serde_json::from_slice(black_box(json)).expect("parses");
+                black_box(mapping::checkout_session(&s));
+            },
+            n,
+        );
+        println!(
+            "stripe JSON parse + map, {label} ({} bytes): median {:.1} µs, p99 {:.1} µs",
+            json.len(),
+            parsed.0,
+            parsed.1
+        );
+    }
     // Pre-initialised (warm) instances: the request path only does the call. Measured
     // with a pause between evaluations so the background refill keeps up.
     let mut settings = f.settings.clone();
@@ -367,7 +421,7 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
     for i in 0..(n / 20).max(50) {
         std::thread::sleep(pause);
         let t = Instant::now();
-        black_box(evaluate_and_guard(&warm, f, &caps));
+        black_box(evaluate_and_guard(&warm, &f.session, f, &caps));
         if i >= 5 {
             samples.push(t.elapsed());
         }
@@ -382,7 +436,8 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
         pause,
         us(samples[samples.len() / 2]) / base.0
     );
-    breakdown(f, &PoolSettings::default(), n);
+    breakdown(f, &f.session, "full", &PoolSettings::default(), n);
+    breakdown(f, &f.expanded, "expand", &PoolSettings::default(), n);
 }
 
 fn main() {
@@ -407,7 +462,13 @@ fn main() {
             },
             None => PoolSettings::default(),
         };
-        breakdown(&f, &pool, n);
+        // BENCH_SESSION=full or expand: one of the two (for callgrind); both by default.
+        let only = std::env::var("BENCH_SESSION").ok();
+        for (label, session) in [("full", &f.session), ("expand", &f.expanded)] {
+            if only.as_deref().is_none_or(|o| o == label) {
+                breakdown(&f, session, label, &pool, n);
+            }
+        }
         return;
     }
     let pooled = engine_with(PoolSettings::default())

@@ -2,8 +2,8 @@
 //! every evaluation a fresh store and instance under the policy's limits.
 
 use crate::bindings::{
-    self, stripe_discount::policy::host, CheckoutSession, Decision, DiscountPolicy,
-    DiscountPolicyPre, PolicyRequest,
+    self, stripe_discount::policy::host, CheckedPolicyPre, CheckoutSession, Decision,
+    DiscountPolicy, DiscountPolicyPre, PolicyRequest,
 };
 use crate::cache::ComponentCache;
 use crate::limits::Limits;
@@ -224,7 +224,7 @@ pub struct Policy {
     /// Whether its instances come from the pooling allocator (false: on demand).
     pub pooled: bool,
     config: Arc<BTreeMap<String, String>>,
-    pre: DiscountPolicyPre<StoreState>,
+    pre: CheckedPolicyPre<StoreState>,
     engine: Engine,
     permits: Option<Arc<Permits>>,
     warm: Option<Arc<WarmPool>>,
@@ -462,10 +462,11 @@ impl PolicyEngine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let pre =
-            DiscountPolicyPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = DiscountPolicyPre::new(pre)
+            .map(CheckedPolicyPre::new)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let limits = self.inner.defaults.with_overrides(&settings.limits);
-        let policy = Policy {
+        let mut policy = Policy {
             name: name.to_string(),
             version,
             settings_digest,
@@ -483,10 +484,8 @@ impl PolicyEngine {
         {
             let _permit = backend.permits.as_ref().map(Permits::acquire);
             let mut store = policy.store(Clock::System);
-            policy
-                .pre
-                .instantiate(&mut store)
-                .map_err(|e| LoadError::Instantiate(classify(e, &policy.limits).to_string()))?;
+            let checked = policy.pre.check(&mut store);
+            checked.map_err(|e| LoadError::Instantiate(classify(e, &policy.limits).to_string()))?;
         }
         Ok(WarmPool::start(policy))
     }

@@ -24,4 +24,4 @@ pub use engine::{
 pub use guard::{Caps, GuardViolation, GuardedDecision};
 pub use limits::Limits;
 pub use pool::PoolSettings;
-pub use settings::PolicySettings;
+pub use settings::{Expand, Expansion, PolicySettings};

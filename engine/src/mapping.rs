@@ -2,9 +2,31 @@
 //! request, as the typed records of the WIT contract.
 
 use crate::bindings as wit;
+use crate::settings::{Expand, Expansion};
 use stripe_checkout as stripe;
 
-/// Maps a retrieved Checkout Session (line items and customer expanded) to the WIT record.
+/// Leaves `session` as a retrieve that expands only `expand` returns it: line items
+/// absent, the customer and coupons as ids. What a policy sees, and what the input
+/// digest covers, is then the same whoever retrieved the session with more.
+pub fn as_expanded(session: &mut stripe::CheckoutSession, expand: &Expand) {
+    if !expand.contains(Expansion::LineItems) {
+        session.line_items = None;
+    }
+    if !expand.contains(Expansion::Customer) {
+        if let Some(customer) = session.customer.as_mut() {
+            customer.collapse();
+        }
+    }
+    if !expand.contains(Expansion::DiscountsCoupon) {
+        for discount in session.discounts.iter_mut().flatten() {
+            if let Some(coupon) = discount.coupon.as_mut() {
+                coupon.collapse();
+            }
+        }
+    }
+}
+
+/// Maps a retrieved Checkout Session to the WIT record; the policy sees what was expanded.
 pub fn checkout_session(s: &stripe::CheckoutSession) -> wit::CheckoutSession {
     wit::CheckoutSession {
         id: s.id.clone(),
@@ -169,8 +191,7 @@ fn object_id(v: &serde_json::Value) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn maps_expanded_session() {
+    fn expanded_session() -> stripe::CheckoutSession {
         let json = serde_json::json!({
             "id": "cs_test_1", "object": "checkout.session", "livemode": false,
             "mode": "payment", "status": "open", "currency": "usd",
@@ -183,11 +204,17 @@ mod tests {
                  "amount_discount": 0, "amount_tax": 0, "currency": "usd", "description": "Shoe",
                  "quantity": 2, "price": {"id": "price_1", "unit_amount": 6000, "currency": "usd", "product": "prod_1"}}
             ]},
-            "discounts": [{"coupon": "co_1", "promotion_code": null}],
+            "discounts": [{"coupon": {"id": "co_1", "object": "coupon", "percent_off": 10.0, "duration": "once"}, "promotion_code": null}],
             "collected_information": {"shipping_details": {"name": "A", "address": {"country": "FR", "postal_code": "75001"}}},
             "created": 1, "expires_at": 2
         });
-        let s: stripe::CheckoutSession = serde_json::from_value(json).unwrap();
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn maps_expanded_session() {
+        let mut s = expanded_session();
+        as_expanded(&mut s, &Expand::default());
         let w = checkout_session(&s);
         assert_eq!(w.customer_id.as_deref(), Some("cus_1"));
         assert_eq!(
@@ -198,9 +225,43 @@ mod tests {
         assert_eq!(w.line_items[0].product_id.as_deref(), Some("prod_1"));
         assert_eq!(w.line_items[0].unit_amount, Some(6000));
         assert_eq!(w.discounts[0].coupon_id.as_deref(), Some("co_1"));
+        assert_eq!(
+            w.discounts[0].coupon.as_ref().unwrap().percent_off,
+            Some(10.0)
+        );
         let ship = w.shipping_details.unwrap().address.unwrap();
         assert_eq!(ship.country.as_deref(), Some("FR"));
         assert!(matches!(w.status, Some(wit::Status::Open)));
+    }
+
+    #[test]
+    fn leaves_out_what_the_policy_does_not_expand() {
+        let mut s = expanded_session();
+        as_expanded(&mut s, &Expand::only([Expansion::Customer]));
+        let customer = checkout_session(&s);
+        assert_eq!(customer.customer.unwrap().id, "cus_1");
+        assert!(customer.line_items.is_empty());
+        assert!(customer.discounts[0].coupon.is_none());
+        as_expanded(&mut s, &Expand::only([]));
+        let none = checkout_session(&s);
+        assert!(none.line_items.is_empty());
+        assert!(none.customer.is_none());
+        assert_eq!(none.customer_id.as_deref(), Some("cus_1"), "the id stays");
+        assert_eq!(none.discounts[0].coupon_id.as_deref(), Some("co_1"));
+        assert!(none.discounts[0].coupon.is_none());
+        assert_eq!(none.amount_subtotal, Some(12000), "session fields stay");
+        let unexpanded: stripe::CheckoutSession = serde_json::from_value(serde_json::json!({
+            "id": "cs_test_1", "object": "checkout.session", "livemode": false,
+            "mode": "payment", "status": "open", "currency": "usd",
+            "amount_subtotal": 12000, "amount_total": 12000,
+            "total_details": {"amount_discount": 0, "amount_shipping": null, "amount_tax": 0},
+            "customer": "cus_1", "metadata": {"k": "v"},
+            "discounts": [{"coupon": "co_1", "promotion_code": null}],
+            "collected_information": {"shipping_details": {"name": "A", "address": {"country": "FR", "postal_code": "75001"}}},
+            "created": 1, "expires_at": 2
+        }))
+        .unwrap();
+        assert_eq!(s, unexpanded, "the same as a retrieve without expansions");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::limits::LimitOverrides;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a policy is besides its component: routes, configuration values and limits.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -14,6 +14,71 @@ pub struct PolicySettings {
     pub config: BTreeMap<String, ConfigValue>,
     /// Overrides of the host's default limits.
     pub limits: LimitOverrides,
+    /// What Stripe expands in the session this policy sees; all of it unless set.
+    pub expand: Expand,
+}
+
+/// A part of the Checkout Session that Stripe returns only when a retrieve expands it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Expansion {
+    /// `line_items`: every line item of the session.
+    #[serde(rename = "line_items")]
+    LineItems,
+    /// `customer`: the customer object, with its metadata.
+    #[serde(rename = "customer")]
+    Customer,
+    /// `discounts.coupon`: the coupon of each applied discount.
+    #[serde(rename = "discounts.coupon")]
+    DiscountsCoupon,
+}
+
+impl Expansion {
+    /// Every expansion the contract maps.
+    pub const ALL: [Expansion; 3] = [
+        Expansion::LineItems,
+        Expansion::Customer,
+        Expansion::DiscountsCoupon,
+    ];
+
+    /// The path in Stripe's `expand[]` parameter.
+    pub fn path(self) -> &'static str {
+        match self {
+            Expansion::LineItems => "line_items",
+            Expansion::Customer => "customer",
+            Expansion::DiscountsCoupon => "discounts.coupon",
+        }
+    }
+}
+
+/// The expansions a policy reads (`expand = [...]` in its settings); by default, all.
+///
+/// Parts left out cost neither Stripe's nor the sandbox's time: `line-items` is then
+/// empty, `customer` is none (`customer-id` stays), and each discount's `coupon` is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Expand(BTreeSet<Expansion>);
+
+impl Default for Expand {
+    fn default() -> Self {
+        Expand(Expansion::ALL.into())
+    }
+}
+
+impl Expand {
+    /// Only these expansions.
+    pub fn only(expansions: impl IntoIterator<Item = Expansion>) -> Self {
+        Expand(expansions.into_iter().collect())
+    }
+
+    /// Whether `expansion` is asked for.
+    pub fn contains(&self, expansion: Expansion) -> bool {
+        self.0.contains(&expansion)
+    }
+
+    /// The `expand[]` paths of a retrieve.
+    pub fn paths(&self) -> Vec<&'static str> {
+        self.0.iter().map(|e| e.path()).collect()
+    }
 }
 
 /// A configuration value; scalars are handed to the policy as text.
@@ -85,6 +150,29 @@ mod tests {
         assert_eq!(c["threshold"], "10000");
         assert_eq!(c["tier.gold"], "15");
         assert_eq!(s.limits.fuel, Some(1000));
+    }
+
+    #[test]
+    fn expand_defaults_to_everything_and_takes_stripe_paths() {
+        let all = PolicySettings::from_toml("routes = [\"/x\"]").unwrap();
+        assert_eq!(
+            all.expand.paths(),
+            ["line_items", "customer", "discounts.coupon"]
+        );
+        let some = PolicySettings::from_toml("expand = [\"customer\"]").unwrap();
+        assert!(some.expand.contains(Expansion::Customer));
+        assert!(!some.expand.contains(Expansion::LineItems));
+        assert_eq!(some.expand.paths(), ["customer"]);
+        let none = PolicySettings::from_toml("expand = []").unwrap();
+        assert!(none.expand.paths().is_empty());
+        assert_ne!(
+            all.digest(),
+            none.digest(),
+            "a changed expand is a settings change"
+        );
+        let err = PolicySettings::from_toml("expand = [\"line_items.price\"]").unwrap_err();
+        assert!(err.to_string().contains("line_items.price"), "{err}");
+        assert!(err.to_string().contains("discounts.coupon"), "{err}");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! A Stripe stub for load tests: answers `GET` and `POST /v1/checkout/sessions/{id}`
-//! at once with a canned open Checkout Session (20 line items, an expanded
-//! customer with `tier=gold` metadata) carrying the requested id. As Stripe does,
-//! an update's answer carries `line_items` only when the update expands them.
-//! No state, no locks: it measures the host, not the emulator.
+//! at once with a canned open Checkout Session (20 line items, a customer with
+//! `tier=gold` metadata) carrying the requested id. As Stripe does, it carries
+//! `line_items` only when the request expands them, and the customer as an object only
+//! when expanded (its id otherwise). No state, no locks: it measures the host, not the
+//! emulator.
 //!
 //! Run: `cargo run --release -p discount-host --example stripe_stub -- 127.0.0.1:12112`
 
-use axum::extract::Path;
+use axum::extract::{Path, RawQuery};
 use axum::http::header::{HeaderName, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -25,7 +26,7 @@ struct Canned {
 }
 
 impl Canned {
-    fn new(discounted: bool, line_items: bool) -> Self {
+    fn new(discounted: bool, line_items: bool, customer: bool) -> Self {
         const MARK: &str = "cs_SESSION_ID_MARK";
         let items = 20;
         let data: Vec<serde_json::Value> = (0..items)
@@ -47,25 +48,28 @@ impl Canned {
         } else {
             serde_json::json!([])
         };
-        let session = serde_json::json!({
+        let mut session = serde_json::json!({
             "id": MARK, "object": "checkout.session", "livemode": false, "mode": "payment",
             "status": "open", "currency": "usd",
             "amount_subtotal": subtotal, "amount_total": subtotal - discount,
             "total_details": {"amount_discount": discount, "amount_shipping": 0, "amount_tax": 0},
-            "customer": {"id": "cus_stub", "object": "customer", "email": "jenny@example.com",
-                         "name": "Jenny Rosen", "metadata": {"tier": "gold", "segment": "vip"}},
+            "customer": if customer {
+                serde_json::json!({"id": "cus_stub", "object": "customer", "email": "jenny@example.com",
+                                   "name": "Jenny Rosen", "metadata": {"tier": "gold", "segment": "vip"}})
+            } else {
+                serde_json::json!("cus_stub")
+            },
             "customer_email": "jenny@example.com",
             "metadata": {"cart_id": "cart_123"},
-            "line_items": if line_items {
-                serde_json::json!({"object": "list", "has_more": false,
-                                   "url": "/v1/checkout/sessions/x/line_items", "data": data})
-            } else {
-                serde_json::Value::Null
-            },
+            "line_items": {"object": "list", "has_more": false,
+                           "url": "/v1/checkout/sessions/x/line_items", "data": data},
             "discounts": discounts,
             "created": 1_764_000_000, "expires_at": 4_102_444_800_i64
-        })
-        .to_string();
+        });
+        if !line_items {
+            session.as_object_mut().map(|o| o.remove("line_items"));
+        }
+        let session = session.to_string();
         let (before, after) = session
             .split_once(MARK)
             .expect("the mark is in the session");
@@ -88,6 +92,25 @@ impl Canned {
     }
 }
 
+/// One canned session per combination of the `line_items` and `customer` expansions.
+struct Variants([Canned; 4]);
+
+impl Variants {
+    fn new(discounted: bool) -> Self {
+        Variants(
+            [(false, false), (false, true), (true, false), (true, true)]
+                .map(|(line_items, customer)| Canned::new(discounted, line_items, customer)),
+        )
+    }
+
+    /// The variant a form or query string (`expand[]=...`, encoded or not) asks for.
+    fn expanded_by(&self, params: &str) -> &Canned {
+        let line_items = params.contains("=line_items");
+        let customer = params.contains("=customer");
+        &self.0[usize::from(line_items) * 2 + usize::from(customer)]
+    }
+}
+
 fn answer(canned: &Canned, id: &str) -> axum::response::Response {
     (
         [
@@ -105,21 +128,17 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:12112".into())
         .parse()?;
-    let open = Arc::new(Canned::new(false, true));
-    let updated = Arc::new(Canned::new(true, false));
-    let updated_expanded = Arc::new(Canned::new(true, true));
+    let open = Arc::new(Variants::new(false));
+    let updated = Arc::new(Variants::new(true));
     let app = Router::new().route(
         "/v1/checkout/sessions/{id}",
-        get(move |Path(id): Path<String>| {
+        get(move |Path(id): Path<String>, RawQuery(query): RawQuery| {
             let open = open.clone();
-            async move { answer(&open, &id) }
+            async move { answer(open.expanded_by(&query.unwrap_or_default()), &id) }
         })
         .post(move |Path(id): Path<String>, form: String| {
-            let canned = match form.contains("=line_items") {
-                true => updated_expanded.clone(),
-                false => updated.clone(),
-            };
-            async move { answer(&canned, &id) }
+            let updated = updated.clone();
+            async move { answer(updated.expanded_by(&form), &id) }
         }),
     );
     let listener = tokio::net::TcpListener::bind(listen).await?;

@@ -20,6 +20,7 @@ use policy_engine::{guard, mapping, Clock, Cost, GuardedDecision, LogRecord, Pol
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use stripe_checkout::client::SESSION_EXPAND;
 use stripe_checkout::totals::SessionTotals;
 use stripe_checkout::{CheckoutSession, Coupon, DiscountsUpdate};
 use tokio::time::Instant;
@@ -179,7 +180,7 @@ async fn load_session(
                 "retrieve_session",
                 state
                     .stripe
-                    .retrieve_checkout_session_full(id, Some(deadline)),
+                    .retrieve_checkout_session_full(id, SESSION_EXPAND, Some(deadline)),
             )
             .await;
             match result {
@@ -215,10 +216,13 @@ async fn load_session(
 /// Runs a dry run.
 pub async fn run(state: &AppState, r: DryRunRequest) -> Result<DryRunResult, DryRunError> {
     let (policy, route) = pick_policy(state, &r)?;
+    // Totals are previewed on the whole session; the policy sees what it expands.
     let (session, source) = load_session(state, &r).await?;
-    let wit_session = Arc::new(mapping::checkout_session(&session));
+    let mut view = session.clone();
+    mapping::as_expanded(&mut view, &policy.settings.expand);
+    let wit_session = Arc::new(mapping::checkout_session(&view));
     let wit_request = mapping::policy_request(&route, &r.input);
-    let digest = input_digest(&session, &wit_request);
+    let digest = input_digest(&view, &wit_request);
     let evaluation = {
         let (p, s) = (policy.clone(), wit_session.clone());
         tokio::task::spawn_blocking(move || p.evaluate(&s, &wit_request, Clock::System))

@@ -55,10 +55,17 @@ async fn steps(
             .map_err(|_| FlowError::from(stripe_checkout::StripeError::DeadlineExceeded))?;
 
     let step = Instant::now();
-    let retrieved =
-        retrieve::open_session(&state.stripe, &request.checkout_session_id, deadline).await;
+    let expand = &policy.settings.expand;
+    let retrieved = retrieve::open_session(
+        &state.stripe,
+        &request.checkout_session_id,
+        expand,
+        deadline,
+    )
+    .await;
     draft.record.timing.retrieve_us = step.elapsed().as_micros() as u64;
-    let session = retrieved?;
+    let mut session = retrieved?;
+    mapping::as_expanded(&mut session, expand);
     draft.session(&session, state.audit.mask_customer());
 
     let wit_session = Arc::new(mapping::checkout_session(&session));

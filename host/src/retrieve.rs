@@ -1,23 +1,23 @@
-//! Step 2, Stripe retrieve: the session as Stripe has it, with what policies read
-//! expanded, and every line item (an expansion returns the first page only).
+//! Step 2, Stripe retrieve: the session as Stripe has it, with what the policy reads
+//! expanded, and every line item when it reads them (an expansion returns the first
+//! page only).
 
 use crate::response::FlowError;
+use policy_engine::Expand;
 use stripe_checkout::{CheckoutSession, StripeClient};
 use tokio::time::Instant;
 
-/// Expansions a policy's view of the session needs.
-pub use stripe_checkout::client::SESSION_EXPAND as EXPAND;
-
-/// Retrieves an open session with every line item; unknown and closed sessions are the
+/// Retrieves an open session with `expand` expanded; unknown and closed sessions are the
 /// storefront's error.
 pub async fn open_session(
     stripe: &StripeClient,
     id: &str,
+    expand: &Expand,
     deadline: Instant,
 ) -> Result<CheckoutSession, FlowError> {
     let session = crate::metrics::stripe_call(
         "retrieve_session",
-        stripe.retrieve_checkout_session_full(id, Some(deadline)),
+        stripe.retrieve_checkout_session_full(id, &expand.paths(), Some(deadline)),
     )
     .await
     .map_err(|e| FlowError::from_stripe("retrieve_session", id, e))?

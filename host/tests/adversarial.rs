@@ -8,10 +8,10 @@
 
 mod common;
 
-use common::{copy_policy, workspace, Answer, Host, Stripe};
+use common::{copy_policy, test_policies, Answer, Host, Stripe};
 use serde_json::{json, Value};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::task::Poll;
 
@@ -36,17 +36,6 @@ const INTERNAL: &[&str] = &[
 const SLOW_OK: &str = "timeout_ms = 10_000";
 /// The healthy policy's route.
 const HEALTHY: &str = "/apply-cart-discount";
-
-/// Where the hostile components are.
-fn test_policies() -> PathBuf {
-    let dir = workspace().join("target/test-policies");
-    assert!(
-        dir.join("hostile.wasm").exists(),
-        "hostile components missing in {}: run scripts/build-test-policies.sh first",
-        dir.display()
-    );
-    dir
-}
 
 /// Installs the hostile component as policy `name` in `mode`, serving `/<name>`,
 /// with extra `[limits]` lines.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{policy_dir, Host, Stripe};
-use serde_json::json;
+use serde_json::{json, Value};
 
 async fn setup(policies: &[&str]) -> (Stripe, Host, common::tempdir::TempDir) {
     let stripe = Stripe::start().await;
@@ -273,5 +273,68 @@ async fn reject_reaches_the_client_and_changes_nothing() {
     assert_eq!(
         stripe.get_session(&id).await["total_details"]["amount_discount"],
         1_200
+    );
+}
+
+#[tokio::test]
+async fn policies_see_and_cost_only_what_they_expand() {
+    let stripe = Stripe::start().await;
+    let dir = common::tempdir::TempDir::new();
+    let describe = std::fs::read(common::test_policies().join("hostile.wasm")).unwrap();
+    for (name, expand) in [
+        ("everything", ""),
+        ("customer-only", "expand = [\"customer\"]"),
+        ("nothing", "expand = []"),
+    ] {
+        common::install_policy(
+            dir.path(),
+            name,
+            &describe,
+            &format!("routes = [\"/{name}\"]\n{expand}\n[config]\nmode = \"describe-session\"\n"),
+        );
+    }
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    let customer = stripe.customer(json!({"tier": "gold"})).await;
+    let id = stripe
+        .session(
+            "usd",
+            &[(1_000, 1), (2_000, 2), (3_000, 1)],
+            Some(&customer),
+        )
+        .await;
+
+    let mut seen = Vec::new();
+    for name in ["everything", "customer-only", "nothing"] {
+        let a = host
+            .post(&format!("/{name}"), json!({"checkout_session_id": id}))
+            .await;
+        assert_eq!(a.status, 422, "{:?}", a.body);
+        seen.push(a.body["message"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        seen,
+        [
+            format!("line_items=3 customer={customer} customer_id={customer} coupons=0"),
+            format!("line_items=0 customer={customer} customer_id={customer} coupons=0"),
+            format!("line_items=0 customer=none customer_id={customer} coupons=0"),
+        ]
+    );
+
+    // Stripe was asked for exactly those expansions: a leaner retrieve, not a filtered one.
+    let path = format!("/v1/checkout/sessions/{id}");
+    let expands: Vec<Value> = stripe
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r["method"] == "GET" && r["path"] == path.as_str())
+        .map(|r| r["params"]["expand"].clone())
+        .collect();
+    assert_eq!(
+        expands,
+        [
+            json!(["line_items", "customer", "discounts.coupon"]),
+            json!(["customer"]),
+            Value::Null,
+        ]
     );
 }

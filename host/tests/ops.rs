@@ -9,6 +9,7 @@ use policy_engine::audit::AuditRecord;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
+use stripe_checkout::client::SESSION_EXPAND;
 
 const ROUTE: &str = "/apply-cart-discount";
 
@@ -85,6 +86,19 @@ async fn audit_records_apply_clear_reject_and_failures() {
         .id;
 
     let applied = stripe.session("usd", &[(6_000, 2)], Some(&customer)).await;
+    // cart-threshold expands nothing, so the audit's email is the one typed at checkout.
+    stripe
+        .http
+        .post(format!(
+            "{}/_emulator/sessions/{applied}/customer_details",
+            stripe.url()
+        ))
+        .json(&json!({"email": "ada@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
     let cleared = stripe.session("usd", &[(4_000, 1)], None).await;
     let rejected = stripe.session("usd", &[(6_000, 2)], None).await;
     let stripe_failed = stripe.session("usd", &[(6_000, 2)], None).await;
@@ -103,7 +117,7 @@ async fn audit_records_apply_clear_reject_and_failures() {
     assert_eq!(a.status, 200, "{:?}", a.body);
     let rejected_before = stripe
         .client
-        .retrieve_checkout_session_full(&rejected, None)
+        .retrieve_checkout_session_full(&rejected, SESSION_EXPAND, None)
         .await
         .unwrap()
         .body;

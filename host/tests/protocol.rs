@@ -495,7 +495,8 @@ fn rules_come_from_the_spec() {
 async fn the_host_speaks_the_spec() {
     let rules = Rules::from_spec(&load_spec());
     let stripe = Stripe::start().await;
-    let dir = policy_dir(&["cart-threshold", "loyalty-tier"]);
+    // c-cart-threshold expands line items; the other two expand less (`expand`).
+    let dir = policy_dir(&["cart-threshold", "loyalty-tier", "c-cart-threshold"]);
     let host = Host::start(&stripe.url(), dir.path(), "");
 
     let gold = stripe.customer(json!({"tier": "gold"})).await;
@@ -531,7 +532,7 @@ async fn the_host_speaks_the_spec() {
     let drive = [
         ("/apply-cart-discount", &big, "apply"),
         ("/apply-cart-discount", &small, "clear"),
-        ("/apply-cart-discount", &many, "apply"),
+        ("/apply-c-cart-discount", &many, "apply"),
         ("/apply-cart-discount", &setup, "keep"),
         ("/apply-loyalty-discount", &loyal, "apply"),
     ];

@@ -380,7 +380,8 @@ impl StripeClient {
         id: &str,
         deadline: Option<Instant>,
     ) -> Result<Response<Value>, StripeError> {
-        let mut response: Response<Value> = self.retrieve_expanded(id, deadline).await?;
+        let mut response: Response<Value> =
+            self.retrieve_expanded(id, SESSION_EXPAND, deadline).await?;
         if response.body["line_items"]["has_more"].as_bool() == Some(true) {
             let first = response.body["line_items"]["data"].take();
             let first: Vec<Value> = serde_json::from_value(first).unwrap_or_default();
@@ -394,14 +395,17 @@ impl StripeClient {
         Ok(response)
     }
 
-    /// [`StripeClient::retrieve_checkout_session_full_json`], parsed straight into a
-    /// [`CheckoutSession`] (one parse, no intermediate JSON tree).
+    /// The session with `expand` (a subset of [`SESSION_EXPAND`]) expanded and, when
+    /// `line_items` is, every line item; parsed straight into a [`CheckoutSession`]
+    /// (one parse, no intermediate JSON tree).
     pub async fn retrieve_checkout_session_full(
         &self,
         id: &str,
+        expand: &[&str],
         deadline: Option<Instant>,
     ) -> Result<Response<CheckoutSession>, StripeError> {
-        let mut response: Response<CheckoutSession> = self.retrieve_expanded(id, deadline).await?;
+        let mut response: Response<CheckoutSession> =
+            self.retrieve_expanded(id, expand, deadline).await?;
         if let Some(list) = response.body.line_items.as_mut().filter(|l| l.has_more) {
             let first = std::mem::take(&mut list.data);
             *list = self
@@ -411,21 +415,16 @@ impl StripeClient {
         Ok(response)
     }
 
-    /// `GET /v1/checkout/sessions/{id}` with [`SESSION_EXPAND`].
+    /// `GET /v1/checkout/sessions/{id}` with `expand`.
     async fn retrieve_expanded<T: DeserializeOwned>(
         &self,
         id: &str,
+        expand: &[&str],
         deadline: Option<Instant>,
     ) -> Result<Response<T>, StripeError> {
         let path = format!("/v1/checkout/sessions/{}", session_segment(id)?);
-        self.execute(
-            Method::GET,
-            &path,
-            expand_pairs(SESSION_EXPAND),
-            None,
-            deadline,
-        )
-        .await
+        self.execute(Method::GET, &path, expand_pairs(expand), None, deadline)
+            .await
     }
 
     /// Every line item of a session, as one list: `first` (the expansion's page) and

@@ -60,6 +60,13 @@ impl<T: HasId> Expandable<T> {
             Expandable::Object(obj) => Some(obj),
         }
     }
+
+    /// Back to the id alone, as a retrieve that does not expand it returns it.
+    pub fn collapse(&mut self) {
+        if let Expandable::Object(obj) = self {
+            *self = Expandable::Id(obj.id().to_string());
+        }
+    }
 }
 
 /// Objects that carry an `id`.

@@ -32,6 +32,17 @@ pub fn built_policies() -> PathBuf {
     dir
 }
 
+/// Where `scripts/build-test-policies.sh` puts the test components (hostile, broken).
+pub fn test_policies() -> PathBuf {
+    let dir = workspace().join("target/test-policies");
+    assert!(
+        dir.join("hostile.wasm").exists(),
+        "test components missing in {}: run scripts/build-test-policies.sh first",
+        dir.display()
+    );
+    dir
+}
+
 /// A fresh policy directory holding copies of the named built policies.
 pub fn policy_dir(names: &[&str]) -> tempdir::TempDir {
     let dir = tempdir::TempDir::new();

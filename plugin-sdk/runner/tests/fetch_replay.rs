@@ -7,6 +7,7 @@ use common::*;
 use policy_engine::audit::{self, Amounts, AuditRecord, Fuel, GuardVerdict, Timing};
 use policy_engine::decision::{CouponDataView, DecisionView};
 use serde_json::{json, Value};
+use stripe_checkout::client::SESSION_EXPAND;
 use stripe_checkout::{ClientConfig, StripeClient};
 use stripe_emulator::Emulator;
 
@@ -96,12 +97,25 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
 
     // A decision-log record, as the host writes it, for this session.
     let session = client
-        .retrieve_checkout_session_full(&session_id, None)
+        .retrieve_checkout_session_full(&session_id, SESSION_EXPAND, None)
         .await
         .unwrap()
         .body;
     // The host's retrieve and fetch share one function: every line item, typed.
     assert_eq!(session.line_items.as_ref().unwrap().data.len(), 12);
+    // The host retrieves what the policy's `expand` lists, and digests that; replay
+    // digests the fetched (fully expanded) fixture as the policy sees it: the same.
+    let toml = std::fs::read_to_string(wasm.with_extension("toml")).unwrap();
+    let expand = policy_engine::PolicySettings::from_toml(&toml)
+        .unwrap()
+        .expand;
+    assert_eq!(expand.paths(), ["customer"]);
+    let host_view = client
+        .retrieve_checkout_session_full(&session_id, &expand.paths(), None)
+        .await
+        .unwrap()
+        .body;
+    assert!(host_view.line_items.is_none());
     let route = "/apply-loyalty-discount";
     let input = serde_json::Map::new();
     let request = policy_engine::mapping::policy_request(route, &input);
@@ -127,7 +141,7 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
         version: Some(policy_engine::engine::content_hash(
             &std::fs::read(&wasm).unwrap(),
         )),
-        input_digest: Some(audit::input_digest(&session, &request)),
+        input_digest: Some(audit::input_digest(&host_view, &request)),
         input: Some(input),
         customer: None,
         decision: Some(decision),

@@ -1,4 +1,5 @@
-//! A deliberately hostile or broken discount policy, for the adversarial tests.
+//! A deliberately hostile or broken discount policy, for the adversarial tests (and
+//! `describe-session`, which reports what the host handed it).
 //!
 //! The `mode` configuration value picks the misbehaviour, so one component covers every
 //! runtime attack; the tests copy it under one name per mode with its own settings.
@@ -21,6 +22,7 @@
 //! | `wrong-currency`        | applies `amount_off` in a currency the session is not in |
 //! | `metadata-flood`        | applies a coupon with 1,000 metadata entries            |
 //! | `log-flood`             | writes 5,000 log records, then keeps the session        |
+//! | `describe-session`      | rejects with what it sees: line items, customer, coupons |
 //!
 //! Any other mode keeps the session.
 
@@ -109,6 +111,17 @@ impl Policy for Hostile {
                 }
                 Decision::keep()
             }
+            "describe-session" => Decision::reject(format!(
+                "line_items={} customer={} customer_id={} coupons={}",
+                session.line_items.len(),
+                session.customer.as_ref().map_or("none", |c| c.id.as_str()),
+                session.customer_id.as_deref().unwrap_or("none"),
+                session
+                    .discounts
+                    .iter()
+                    .filter(|d| d.coupon.is_some())
+                    .count(),
+            )),
             _ => Decision::keep(),
         }
     }
