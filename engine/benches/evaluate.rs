@@ -83,8 +83,7 @@ fn fixture(name: &str) -> Option<Fixture> {
     let json = session_json(20);
     let stripe: stripe_checkout::CheckoutSession =
         serde_json::from_slice(&json).expect("session parses");
-    let mut lean = stripe.clone();
-    mapping::as_expanded(&mut lean, &settings.expand);
+    let lean = mapping::expanded_copy(&stripe, &settings.expand);
     let body = serde_json::json!({"promo_code": "SPRING"});
     Some(Fixture {
         name: name.to_string(),

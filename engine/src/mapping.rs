@@ -26,6 +26,16 @@ pub fn as_expanded(session: &mut stripe::CheckoutSession, expand: &Expand) {
     }
 }
 
+/// A copy of `session` left as [`as_expanded`] leaves it (the caller keeps the whole one).
+pub fn expanded_copy(
+    session: &stripe::CheckoutSession,
+    expand: &Expand,
+) -> stripe::CheckoutSession {
+    let mut copy = session.clone();
+    as_expanded(&mut copy, expand);
+    copy
+}
+
 /// Maps a retrieved Checkout Session to the WIT record; the policy sees what was expanded.
 pub fn checkout_session(s: &stripe::CheckoutSession) -> wit::CheckoutSession {
     wit::CheckoutSession {

@@ -159,6 +159,7 @@ mod tests {
             all.expand.paths(),
             ["line_items", "customer", "discounts.coupon"]
         );
+        assert_eq!(all.expand.paths(), stripe_checkout::client::SESSION_EXPAND);
         let some = PolicySettings::from_toml("expand = [\"customer\"]").unwrap();
         assert!(some.expand.contains(Expansion::Customer));
         assert!(!some.expand.contains(Expansion::LineItems));

@@ -218,8 +218,7 @@ pub async fn run(state: &AppState, r: DryRunRequest) -> Result<DryRunResult, Dry
     let (policy, route) = pick_policy(state, &r)?;
     // Totals are previewed on the whole session; the policy sees what it expands.
     let (session, source) = load_session(state, &r).await?;
-    let mut view = session.clone();
-    mapping::as_expanded(&mut view, &policy.settings.expand);
+    let view = mapping::expanded_copy(&session, &policy.settings.expand);
     let wit_session = Arc::new(mapping::checkout_session(&view));
     let wit_request = mapping::policy_request(&route, &r.input);
     let digest = input_digest(&view, &wit_request);

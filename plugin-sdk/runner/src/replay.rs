@@ -92,7 +92,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let same_input = record.input_digest.as_ref().map(|logged| {
         let request = mapping::policy_request(&record.route, &input);
-        &input_digest(&report::policy_view(&loaded.policy, &session), &request) == logged
+        let view = mapping::expanded_copy(&session, &loaded.policy.settings.expand);
+        &input_digest(&view, &request) == logged
     });
     match same_input {
         Some(false) => notes.push(

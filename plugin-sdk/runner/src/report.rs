@@ -151,16 +151,10 @@ pub struct Outcome {
     pub cost: CostView,
 }
 
-/// The session as the host hands it to `policy`: only what its settings expand.
-pub fn policy_view(policy: &Policy, session: &CheckoutSession) -> CheckoutSession {
-    let mut view = session.clone();
-    mapping::as_expanded(&mut view, &policy.settings.expand);
-    view
-}
-
 /// Evaluates `policy` on the scenario, checks the decision with the guard and previews totals.
 pub fn evaluate(policy: &Policy, scenario: &Scenario) -> Outcome {
-    let wit_session = mapping::checkout_session(&policy_view(policy, &scenario.session));
+    let view = mapping::expanded_copy(&scenario.session, &policy.settings.expand);
+    let wit_session = mapping::checkout_session(&view);
     let wit_request = mapping::policy_request(&scenario.action, &scenario.input);
     let eval = policy.evaluate(&wit_session, &wit_request, Clock::Fixed(scenario.now));
     let before = amounts_before(&scenario.session);
