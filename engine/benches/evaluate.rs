@@ -97,9 +97,12 @@ fn fixture(name: &str) -> Option<Fixture> {
     })
 }
 
+/// An engine with the runner's compile cache, so JS and Python components (and their
+/// warm-up snapshots) compile once across runs.
 fn engine_with(pool: PoolSettings) -> PolicyEngine {
     PolicyEngine::new(EngineConfig {
         pool,
+        cache_dir: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policy-cache")),
         ..EngineConfig::default()
     })
     .expect("engine")
@@ -200,7 +203,8 @@ impl Naive {
     }
 }
 
-/// Where the time of one pooled evaluation goes: Store::new, instantiate, call, drop.
+/// Where the time of one pooled evaluation goes: Store::new, instantiate, call, drop
+/// (of the component as built, without `warm_up`).
 fn breakdown(f: &Fixture, session: &CheckoutSession, label: &str, pool: &PoolSettings, n: usize) {
     let mut config = Config::new();
     pool.apply(&mut config);
@@ -349,6 +353,27 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
         ("naive baseline, expand", naive_expand),
         ("pooled + CoW + InstancePre, expand", pooled_expand),
     ];
+    // The same with `warm_up` toggled: what the snapshot of a warm-up evaluation saves.
+    let toggled = PolicySettings {
+        warm_up: !f.settings.warm_up,
+        ..f.settings.clone()
+    };
+    let other = engine_with(PoolSettings::default())
+        .load(&f.name, &f.wasm, toggled)
+        .expect("loads with warm_up toggled");
+    rows.push((
+        if f.settings.warm_up {
+            "pooled, expand, warm_up off"
+        } else {
+            "pooled, expand, warm_up on"
+        },
+        percentiles(
+            || {
+                black_box(evaluate_and_guard(&other, &f.expanded, f, &caps));
+            },
+            n,
+        ),
+    ));
     // BENCH_BASELINE_POLICY_DIR: the same policy built another way (say, by an older SDK),
     // loaded into the same pooled engine and measured in this run.
     if let Some(dir) = std::env::var_os("BENCH_BASELINE_POLICY_DIR") {
@@ -383,9 +408,10 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
     }
     println!(
         "full: every expansion; expand: `expand = {:?}` from the policy's settings \
-         (pooled/naive, both expand: {:.3})",
+         (pooled/naive, both expand: {:.3}); warm_up = {} as in its settings unless the row says",
         f.settings.expand.paths(),
-        pooled_expand.0 / naive_expand.0
+        pooled_expand.0 / naive_expand.0,
+        f.settings.warm_up
     );
     for (label, json) in [("full", &f.json), ("expand", &f.expand_json)] {
         let parsed = percentiles(
@@ -403,7 +429,7 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
             parsed.1
         );
     }
-    // Pre-initialised (warm) instances: the request path only does the call. Measured
+    // Instances instantiated ahead (`warm_instances`): the request path only does the call. Measured
     // with a pause between evaluations so the background refill keeps up.
     let mut settings = f.settings.clone();
     settings.limits.warm_instances = Some(2);
@@ -428,7 +454,7 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
     samples.sort_unstable();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "warm (pre-initialised) instance + call + guard, expand: median {:.1} µs, p99 {:.1} µs ({} samples, {:?} apart); median/naive {:.3}",
+        "instantiated ahead (warm_instances = 2) + call + guard, expand: median {:.1} µs, p99 {:.1} µs ({} samples, {:?} apart); median/naive {:.3}",
         us(samples[samples.len() / 2]),
         us(samples[samples.len() * 99 / 100]),
         samples.len(),

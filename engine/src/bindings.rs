@@ -53,16 +53,24 @@ impl<T: 'static> CheckedPolicyPre<T> {
     /// A fresh instance; checked unless [`CheckedPolicyPre::check`] passed.
     pub fn instantiate(
         &self,
-        mut store: impl wasmtime::AsContextMut<Data = T>,
+        store: impl wasmtime::AsContextMut<Data = T>,
     ) -> wasmtime::Result<DiscountPolicy> {
         if !self.checked {
             return self.pre.instantiate(store);
         }
+        Ok(self.instantiate_with_instance(store)?.1)
+    }
+
+    /// A fresh instance, with the component instance behind it.
+    pub fn instantiate_with_instance(
+        &self,
+        mut store: impl wasmtime::AsContextMut<Data = T>,
+    ) -> wasmtime::Result<(wasmtime::component::Instance, DiscountPolicy)> {
         let mut store = store.as_context_mut();
         let instance = self.pre.instance_pre.instantiate(&mut store)?;
         let evaluate = instance
             .get_func(&mut store, self.pre.indices.evaluate)
             .ok_or_else(|| wasmtime::format_err!("the component exports no `evaluate`"))?;
-        Ok(DiscountPolicy { evaluate })
+        Ok((instance, DiscountPolicy { evaluate }))
     }
 }

@@ -22,21 +22,21 @@ impl ComponentCache {
         Ok(ComponentCache { dir })
     }
 
-    fn path(&self, engine: &Engine, content_hash: &str) -> PathBuf {
+    fn path(&self, engine: &Engine, key: &str) -> PathBuf {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        self.dir
-            .join(format!("{content_hash}-{:016x}.cwasm", h.finish()))
+        self.dir.join(format!("{key}-{:016x}.cwasm", h.finish()))
     }
 
-    /// The compiled component, and whether it came from the cache.
-    pub fn load_or_compile(
+    /// The compiled component under `key`, and whether it came from the cache;
+    /// `compile` makes it when the cache has none (and it is then stored).
+    pub fn load_or_compile<E>(
         &self,
         engine: &Engine,
-        content_hash: &str,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(Component, bool)> {
-        let path = self.path(engine, content_hash);
+        key: &str,
+        compile: impl FnOnce() -> Result<Component, E>,
+    ) -> Result<(Component, bool), E> {
+        let path = self.path(engine, key);
         if path.exists() {
             // SAFETY: the artifact was written by `Component::serialize` of an engine
             // with the same compatibility hash, into a directory only the host writes.
@@ -47,7 +47,7 @@ impl ComponentCache {
                 }
             }
         }
-        let component = Component::new(engine, bytes)?;
+        let component = compile()?;
         match component.serialize() {
             Ok(artifact) => {
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -60,5 +60,42 @@ impl ComponentCache {
             Err(e) => tracing::warn!(error = %e, "could not serialize a compiled component"),
         }
         Ok((component, false))
+    }
+}
+
+/// Cranelift's incremental compilation cache on disk: each compiled function under
+/// the hash of its IR. A component whose code was compiled before, with other data
+/// (a warm-up snapshot, taken again for new settings), reuses that code.
+#[derive(Debug)]
+pub struct FunctionCache {
+    dir: PathBuf,
+}
+
+impl FunctionCache {
+    /// Uses (and creates) `functions/` under the compilation cache directory.
+    pub fn new(cache_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let dir = cache_dir.join("functions");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the function cache {}", dir.display()))?;
+        Ok(FunctionCache { dir })
+    }
+
+    fn path(&self, key: &[u8]) -> PathBuf {
+        use sha2::Digest;
+        self.dir.join(hex::encode(sha2::Sha256::digest(key)))
+    }
+}
+
+impl wasmtime::CacheStore for FunctionCache {
+    fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+        std::fs::read(self.path(key)).ok().map(Into::into)
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let path = self.path(key);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, value)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .is_ok()
     }
 }

@@ -5,10 +5,11 @@ use crate::bindings::{
     self, stripe_discount::policy::host, CheckedPolicyPre, CheckoutSession, Decision,
     DiscountPolicy, DiscountPolicyPre, PolicyRequest,
 };
-use crate::cache::ComponentCache;
+use crate::cache::{ComponentCache, FunctionCache};
 use crate::limits::Limits;
 use crate::pool::{Permit, Permits, PoolSettings};
 use crate::settings::PolicySettings;
+use crate::{fixtures, mapping, preinit};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -18,6 +19,13 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+
+/// The clock of a warm-up evaluation, fixed so that a snapshot is reproducible
+/// (and its compiled artifact cached): 2026-01-01T00:00:00Z.
+const WARM_UP_TIME: i64 = 1_767_225_600;
+
+/// Changes whenever how a warm-up snapshot is taken changes, so cached ones are retaken.
+const WARM_UP_VERSION: &str = "warm-up-1";
 
 /// How often the epoch ticks; the wall-clock deadline is counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -47,6 +55,8 @@ struct EngineInner {
     pool: PoolSettings,
     defaults: Limits,
     cache: Option<ComponentCache>,
+    /// Compiled functions, shared by both backends (see [`FunctionCache`]).
+    functions: Option<Arc<FunctionCache>>,
     ticker_stop: Arc<AtomicBool>,
     /// Fuel and epoch deadline on; off only in [`PolicyEngine::unmetered`].
     metered: bool,
@@ -65,8 +75,12 @@ impl Backend {
         pool: &PoolSettings,
         ticker_stop: &Arc<AtomicBool>,
         metered: bool,
+        functions: Option<&Arc<FunctionCache>>,
     ) -> anyhow::Result<Self> {
         let mut wasm = Config::new();
+        if let Some(functions) = functions {
+            wasm.enable_incremental_compilation(functions.clone())?;
+        }
         wasm.consume_fuel(metered);
         wasm.epoch_interruption(metered);
         wasm.max_wasm_stack(512 * 1024);
@@ -115,6 +129,9 @@ pub enum LoadError {
     /// Instantiation failed under the policy's limits.
     #[error("the component does not instantiate: {0}")]
     Instantiate(String),
+    /// Pre-initialisation (`warm_up = true`) failed.
+    #[error("the component cannot be warmed up: {0}")]
+    WarmUp(String),
 }
 
 /// Why an evaluation produced no decision.
@@ -217,7 +234,7 @@ pub struct Policy {
     pub settings: Arc<PolicySettings>,
     /// Effective limits: host defaults with the policy's overrides.
     pub limits: Limits,
-    /// Time spent compiling, or loading from the cache.
+    /// Time spent compiling (and warming up), or loading from the cache.
     pub compile_time: Duration,
     /// Whether the compiled artifact came from the cache.
     pub from_cache: bool,
@@ -363,9 +380,13 @@ impl PolicyEngine {
     }
 
     fn build(config: EngineConfig, metered: bool) -> anyhow::Result<Self> {
+        let functions = match &config.cache_dir {
+            Some(dir) => Some(Arc::new(FunctionCache::new(dir)?)),
+            None => None,
+        };
         let cache = config.cache_dir.map(ComponentCache::new).transpose()?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        let primary = Backend::new(&config.pool, &ticker_stop, metered)?;
+        let primary = Backend::new(&config.pool, &ticker_stop, metered, functions.as_ref())?;
         Ok(PolicyEngine {
             inner: Arc::new(EngineInner {
                 primary,
@@ -373,6 +394,7 @@ impl PolicyEngine {
                 pool: config.pool,
                 defaults: config.limits,
                 cache,
+                functions,
                 ticker_stop,
                 metered,
             }),
@@ -393,8 +415,13 @@ impl PolicyEngine {
         self.inner
             .on_demand
             .get_or_init(|| {
-                Backend::new(&pool, &self.inner.ticker_stop, self.inner.metered)
-                    .map_err(|e| format!("{e:#}"))
+                Backend::new(
+                    &pool,
+                    &self.inner.ticker_stop,
+                    self.inner.metered,
+                    self.inner.functions.as_ref(),
+                )
+                .map_err(|e| format!("{e:#}"))
             })
             .as_ref()
             .map_err(|e| LoadError::Instantiate(format!("on-demand engine: {e}")))
@@ -437,18 +464,53 @@ impl PolicyEngine {
         component: &[u8],
         settings: PolicySettings,
     ) -> Result<Policy, LoadError> {
-        let engine = &backend.engine;
         let version = content_hash(component);
+        let started = Instant::now();
+        let compile = |bytes: &[u8]| {
+            Component::new(&backend.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))
+        };
+        let (compiled, from_cache) = if settings.warm_up {
+            // The snapshot depends on the component, its settings and how it is taken.
+            let key = format!("{version}-{}-{WARM_UP_VERSION}", settings.digest());
+            self.cached(backend, &content_hash(key.as_bytes()), || {
+                compile(&self.warm_up(backend, name, component, &settings)?)
+            })?
+        } else {
+            self.cached(backend, &version, || compile(component))?
+        };
+        let compile_time = started.elapsed();
+        let mut policy = self.validate(backend, name, compiled, settings)?;
+        policy.version = version;
+        policy.from_cache = from_cache;
+        policy.compile_time = compile_time;
+        Ok(WarmPool::start(policy))
+    }
+
+    /// The compiled component from the cache under `key`, else from `compile`.
+    fn cached(
+        &self,
+        backend: &Backend,
+        key: &str,
+        compile: impl FnOnce() -> Result<Component, LoadError>,
+    ) -> Result<(Component, bool), LoadError> {
+        match &self.inner.cache {
+            Some(cache) => cache.load_or_compile(&backend.engine, key, compile),
+            None => compile().map(|c| (c, false)),
+        }
+    }
+
+    /// Validates a compiled policy: the right world, importing only what the host
+    /// grants, instantiating under the policy's limits.
+    fn validate(
+        &self,
+        backend: &Backend,
+        name: &str,
+        component: Component,
+        settings: PolicySettings,
+    ) -> Result<Policy, LoadError> {
+        let engine = &backend.engine;
         let settings_digest =
             content_hash(toml::to_string(&settings).unwrap_or_default().as_bytes());
-        let started = Instant::now();
-        let (component, from_cache) = match &self.inner.cache {
-            Some(cache) => cache.load_or_compile(engine, &version, component),
-            None => Component::new(engine, component).map(|c| (c, false)),
-        }
-        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let compile_time = started.elapsed();
-
         let ungranted: Vec<String> = component
             .component_type()
             .imports(engine)
@@ -468,13 +530,13 @@ impl PolicyEngine {
         let limits = self.inner.defaults.with_overrides(&settings.limits);
         let mut policy = Policy {
             name: name.to_string(),
-            version,
+            version: String::new(),
             settings_digest,
             config: Arc::new(settings.config_text()),
             settings: Arc::new(settings),
             limits,
-            compile_time,
-            from_cache,
+            compile_time: Duration::ZERO,
+            from_cache: false,
             pooled: backend.permits.is_some(),
             pre,
             engine: engine.clone(),
@@ -487,7 +549,52 @@ impl PolicyEngine {
             let checked = policy.pre.check(&mut store);
             checked.map_err(|e| LoadError::Instantiate(classify(e, &policy.limits).to_string()))?;
         }
-        Ok(WarmPool::start(policy))
+        Ok(policy)
+    }
+
+    /// `component` pre-initialised by evaluating [`fixtures::warm_up_sessions`]
+    /// under the policy's limits (see [`crate::preinit`]).
+    fn warm_up(
+        &self,
+        backend: &Backend,
+        name: &str,
+        component: &[u8],
+        settings: &PolicySettings,
+    ) -> Result<Vec<u8>, LoadError> {
+        let (cx, instrumented) = preinit::instrument(component).map_err(|e| {
+            LoadError::WarmUp(format!("the component cannot be snapshotted: {e:#}"))
+        })?;
+        // The instrumented component depends on the component alone: cached, a new
+        // snapshot (new settings) costs one compilation, not two.
+        let (instrumented, _) = self.cached(backend, &content_hash(&instrumented), || {
+            Component::new(&backend.engine, &instrumented)
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))
+        })?;
+        let scaffold = self.validate(backend, name, instrumented, settings.clone())?;
+        let _permit = backend.permits.as_ref().map(Permits::acquire);
+        let mut store = scaffold.store(Clock::Fixed(WARM_UP_TIME));
+        let (instance, policy) = scaffold
+            .pre
+            .instantiate_with_instance(&mut store)
+            .map_err(|e| LoadError::WarmUp(classify(e, &scaffold.limits).to_string()))?;
+        let route = settings.routes.first().map_or("/warm-up", String::as_str);
+        let request = mapping::policy_request(route, &serde_json::Map::new());
+        for session in fixtures::warm_up_sessions(&settings.expand) {
+            policy
+                .call_evaluate(&mut store, &session, &request)
+                .map_err(|e| {
+                    LoadError::WarmUp(format!(
+                        "the warm-up evaluation failed: {}",
+                        classify(e, &scaffold.limits)
+                    ))
+                })?;
+            scaffold.arm_budget(&mut store);
+        }
+        // Reading the state runs wizer's accessors, which are not the policy's to pay for.
+        store.set_fuel(u64::MAX).ok();
+        store.set_epoch_deadline(u64::MAX / 2);
+        preinit::snapshot(&cx, &mut store, instance)
+            .map_err(|e| LoadError::WarmUp(format!("snapshotting the warmed instance: {e:#}")))
     }
 }
 

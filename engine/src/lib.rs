@@ -15,6 +15,7 @@ pub mod guard;
 pub mod limits;
 pub mod mapping;
 pub mod pool;
+pub mod preinit;
 pub mod settings;
 
 pub use bindings::{CheckoutSession, Decision, PolicyRequest};

@@ -16,6 +16,10 @@ pub struct PolicySettings {
     pub limits: LimitOverrides,
     /// What Stripe expands in the session this policy sees; all of it unless set.
     pub expand: Expand,
+    /// Pre-initialise from one warm-up evaluation: instances start from a snapshot
+    /// taken after it (see [`crate::preinit`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warm_up: bool,
 }
 
 /// A part of the Checkout Session that Stripe returns only when a retrieve expands it.

@@ -49,7 +49,7 @@ fn js_settings(percent: &str, name: &str) -> String {
         .find("[limits]")
         .expect("[limits] in js-time-limited.toml")..];
     format!(
-        "routes = [\"{JS_ROUTE}\"]\n[config]\nstarts_at = \"{}\"\nends_at = \"{}\"\npercent = \"{percent}\"\nname = \"{name}\"\n{limits}",
+        "routes = [\"{JS_ROUTE}\"]\nexpand = []\nwarm_up = true\n[config]\nstarts_at = \"{}\"\nends_at = \"{}\"\npercent = \"{percent}\"\nname = \"{name}\"\n{limits}",
         now - 3_600,
         now + 86_400
     )
@@ -70,19 +70,20 @@ fn edited(settings: &str, name: &str, extra: &str) -> String {
     out
 }
 
-/// Compiles components into the host's compile cache ahead of starting it, so the host's
-/// start and reloads (which the harness bounds in time) load artifacts instead of
-/// compiling 12–18 MB components; the same cache serves later runs.
-fn warm_cache(components: &[&[u8]]) {
+/// Compiles components, and takes the warm-up snapshots of those with `warm_up = true`,
+/// into the host's compile cache ahead of starting it, so the host's start and reloads
+/// (which the harness bounds in time) load artifacts instead of compiling 12–18 MB
+/// components; the same cache serves later runs.
+fn warm_cache(policies: &[(&[u8], &str)]) {
     let engine = PolicyEngine::new(EngineConfig {
         cache_dir: Some(workspace().join("target/test-policy-cache")),
         ..EngineConfig::default()
     })
     .unwrap();
-    let settings = PolicySettings::from_toml(&toml("py-location")).unwrap();
-    for (i, bytes) in components.iter().enumerate() {
+    for (i, (bytes, settings)) in policies.iter().enumerate() {
+        let settings = PolicySettings::from_toml(settings).unwrap();
         engine
-            .load(&format!("warm-{i}"), bytes, settings.clone())
+            .load(&format!("warm-{i}"), bytes, settings)
             .unwrap_or_else(|e| panic!("component {i} does not load: {e}"));
     }
 }
@@ -160,7 +161,23 @@ async fn c_js_and_python_policies_are_served_and_hot_reloaded() {
     let (c2, js2, py2) = (rebuilt(&c1, "v2"), rebuilt(&js1, "v2"), rebuilt(&py1, "v2"));
     let js_toml = js_settings("20", "JS offer");
     let (c_toml, py_toml) = (toml("c-cart-threshold"), toml("py-location"));
-    warm_cache(&[&c1, &js1, &py1, &c2, &js2, &py2]);
+    assert!(py_toml.contains("warm_up = true"), "{py_toml}");
+    let c2_toml = edited(&c_toml, "C v2", "").replace("percent = \"10\"", "percent = \"12\"");
+    let js2_toml = js_settings("25", "JS v2");
+    let py2_toml = edited(&py_toml, "Py v2", "")
+        .replace("\"postal.FR.75\" = \"12\"", "\"postal.FR.75\" = \"20\"");
+    // Version 2's settings land before its component: the host may load that pair too.
+    warm_cache(&[
+        (&c1, &c_toml),
+        (&js1, &js_toml),
+        (&py1, &py_toml),
+        (&c2, &c2_toml),
+        (&js2, &js2_toml),
+        (&py2, &py2_toml),
+        (&c1, &c2_toml),
+        (&js1, &js2_toml),
+        (&py1, &py2_toml),
+    ]);
 
     let dir = TempDir::new();
     common::install_policy(dir.path(), "c-cart-threshold", &c1, &c_toml);
@@ -203,25 +220,9 @@ async fn c_js_and_python_policies_are_served_and_hot_reloaded() {
     .await;
 
     // Version 2 of each: a new component and new settings dropped into the directory.
-    common::install_policy(
-        dir.path(),
-        "c-cart-threshold",
-        &c2,
-        &edited(&c_toml, "C v2", "").replace("percent = \"10\"", "percent = \"12\""),
-    );
-    common::install_policy(
-        dir.path(),
-        "js-time-limited",
-        &js2,
-        &js_settings("25", "JS v2"),
-    );
-    common::install_policy(
-        dir.path(),
-        "py-location",
-        &py2,
-        &edited(&py_toml, "Py v2", "")
-            .replace("\"postal.FR.75\" = \"12\"", "\"postal.FR.75\" = \"20\""),
-    );
+    common::install_policy(dir.path(), "c-cart-threshold", &c2, &c2_toml);
+    common::install_policy(dir.path(), "js-time-limited", &js2, &js2_toml);
+    common::install_policy(dir.path(), "py-location", &py2, &py2_toml);
     for (name, component) in [
         ("c-cart-threshold", &c2),
         ("js-time-limited", &js2),

@@ -1,0 +1,222 @@
+//! Pre-initialisation from a warm-up evaluation (`warm_up = true`): the snapshot's state
+//! is what every evaluation starts from, evaluations stay isolated, a failing warm-up is
+//! a load error, and the JavaScript and Python examples decide exactly as without it for
+//! less work. Needs `scripts/build-policies.sh` and `scripts/build-test-policies.sh`.
+
+use policy_engine::bindings::{Address, ShippingDetails};
+use policy_engine::engine::LoadError;
+use policy_engine::{fixtures, mapping};
+use policy_engine::{
+    CheckoutSession, Clock, Decision, EngineConfig, Evaluation, Policy, PolicyEngine,
+    PolicySettings,
+};
+use std::path::{Path, PathBuf};
+
+fn target() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
+}
+
+fn read(dir: &str, name: &str) -> Vec<u8> {
+    let path = target().join(dir).join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/build-policies.sh and scripts/build-test-policies.sh",
+            path.display()
+        )
+    })
+}
+
+fn engine_with_cache(dir: &Path) -> PolicyEngine {
+    PolicyEngine::new(EngineConfig {
+        cache_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn engine() -> PolicyEngine {
+    engine_with_cache(&target().join("test-policy-cache"))
+}
+
+/// The hostile test policy in `mode`, with `warm_up` as given.
+fn hostile(engine: &PolicyEngine, mode: &str, warm_up: bool) -> Result<Policy, LoadError> {
+    let settings = PolicySettings::from_toml(&format!(
+        "warm_up = {warm_up}\n[config]\nmode = \"{mode}\"\n[limits]\ntimeout_ms = 10_000\n"
+    ))
+    .unwrap();
+    engine.load(mode, &read("test-policies", "hostile"), settings)
+}
+
+fn evaluate(policy: &Policy, session: &CheckoutSession, now: i64) -> Evaluation {
+    let request = mapping::policy_request("/warm-up-test", &Default::default());
+    policy.evaluate(session, &request, Clock::Fixed(now))
+}
+
+fn rejection(evaluation: Evaluation) -> String {
+    match evaluation.result {
+        Ok(Decision::Reject(message)) => message,
+        other => panic!("expected a reject, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_evaluation_starts_from_the_snapshot_and_none_sees_another() {
+    let e = engine();
+    let cold = hostile(&e, "count-calls", false).unwrap();
+    let warm = hostile(&e, "count-calls", true).unwrap();
+    let session = fixtures::open_session("cs_test_count", "usd", 1000);
+    for _ in 0..5 {
+        assert_eq!(rejection(evaluate(&cold, &session, 0)), "call 1");
+        // The three warm-up evaluations are in the snapshot; real ones are not.
+        assert_eq!(rejection(evaluate(&warm, &session, 0)), "call 4");
+    }
+    assert_eq!(warm.version, cold.version, "the version is the component's");
+}
+
+#[test]
+fn a_failing_warm_up_is_a_load_error_naming_the_cause() {
+    let e = engine();
+    for (mode, cause) in [("panic", "trapped"), ("infinite-loop", "ran out of fuel")] {
+        match hostile(&e, mode, true) {
+            Err(err @ LoadError::WarmUp(_)) => {
+                let text = err.to_string();
+                assert!(text.contains("warm-up evaluation failed"), "{text}");
+                assert!(text.contains(cause), "{mode}: {text}");
+            }
+            other => panic!("{mode}: expected a warm-up error, got {other:?}"),
+        }
+        assert!(
+            hostile(&e, mode, false).is_ok(),
+            "{mode} loads without warm_up"
+        );
+    }
+}
+
+#[test]
+fn the_snapshot_is_cached_per_component_and_settings() {
+    let dir = std::env::temp_dir().join(format!("warm-up-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let functions = || std::fs::read_dir(dir.join("functions")).unwrap().count();
+    let first = hostile(&engine_with_cache(&dir), "count-calls", true).unwrap();
+    let compiled = functions();
+    let again = hostile(&engine_with_cache(&dir), "count-calls", true).unwrap();
+    let other = hostile(&engine_with_cache(&dir), "keep", true).unwrap();
+    assert!(!first.from_cache, "a new cache has no snapshot");
+    assert!(again.from_cache, "the same component and settings reuse it");
+    assert!(!other.from_cache, "other settings take their own snapshot");
+    // The new snapshot has the component's code: almost all its functions come from the
+    // cache (a few trampolines and initialisers differ).
+    assert!(compiled > 50, "{compiled} functions cached");
+    let added = functions() - compiled;
+    assert!(
+        added * 10 <= compiled,
+        "{added} more functions after {compiled}"
+    );
+    let session = fixtures::open_session("cs_test_cache", "usd", 1000);
+    assert_eq!(rejection(evaluate(&again, &session, 0)), "call 4");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// An example policy with `warm_up` off and on (whatever its settings file says).
+fn example(engine: &PolicyEngine, name: &str) -> (Policy, Policy) {
+    let wasm = read("policies", name);
+    let toml = std::fs::read_to_string(target().join(format!("policies/{name}.toml"))).unwrap();
+    let settings = PolicySettings::from_toml(&toml).unwrap();
+    let load = |warm_up| {
+        let settings = PolicySettings {
+            warm_up,
+            ..settings.clone()
+        };
+        engine
+            .load(name, &wasm, settings)
+            .unwrap_or_else(|e| panic!("{name}, warm_up = {warm_up}: {e}"))
+    };
+    (load(false), load(true))
+}
+
+fn shipped_to(country: &str, postal_code: &str, subtotal: i64) -> CheckoutSession {
+    CheckoutSession {
+        shipping_details: Some(ShippingDetails {
+            name: Some("Jenny Rosen".into()),
+            address: Some(Address {
+                line1: None,
+                line2: None,
+                city: None,
+                state: None,
+                postal_code: Some(postal_code.into()),
+                country: Some(country.into()),
+            }),
+        }),
+        ..fixtures::open_session("cs_test_example", "usd", subtotal)
+    }
+}
+
+/// Same decisions and logs with and without the warm-up, and the fuel of each.
+fn compare(name: &str, cases: &[(CheckoutSession, i64)]) -> (u64, u64) {
+    let (cold, warm) = example(&engine(), name);
+    let (mut cold_fuel, mut warm_fuel) = (0, 0);
+    let mut decisions = std::collections::BTreeSet::new();
+    for (session, now) in cases {
+        let (c, w) = (
+            evaluate(&cold, session, *now),
+            evaluate(&warm, session, *now),
+        );
+        let (cd, wd) = (format!("{:?}", c.result), format!("{:?}", w.result));
+        assert_eq!(cd, wd, "{name}: {session:?} at {now}");
+        assert!(c.result.is_ok(), "{name}: {cd}");
+        decisions.insert(cd);
+        assert_eq!(c.logs, w.logs, "{name}: {session:?} at {now}");
+        cold_fuel += c.cost.fuel_used;
+        warm_fuel += w.cost.fuel_used;
+    }
+    assert!(
+        decisions.len() >= 2,
+        "{name}: the cases differ: {decisions:?}"
+    );
+    assert!(
+        decisions.iter().any(|d| d.contains("Apply")),
+        "{name}: some case applies a discount: {decisions:?}"
+    );
+    (cold_fuel, warm_fuel)
+}
+
+#[test]
+fn javascript_decides_alike_for_less_than_half_the_work() {
+    let before = 1_764_000_000; // 2025-11-24, before the offer
+    let during = 1_795_737_600; // 2026-11-27T00:00:00Z, its first second
+    let after = 1_796_083_200; // 2026-12-01T00:00:00Z, when it ends
+    let cases: Vec<(CheckoutSession, i64)> = [before, during, after]
+        .into_iter()
+        .flat_map(|now| {
+            [
+                (fixtures::open_session("cs_test_js_1", "usd", 5000), now),
+                (fixtures::open_session("cs_test_js_2", "eur", 120), now),
+            ]
+        })
+        .collect();
+    let (cold, warm) = compare("js-time-limited", &cases);
+    assert!(
+        warm * 2 < cold,
+        "warmed {warm} against {cold} instructions for the same evaluations"
+    );
+}
+
+#[test]
+fn python_decides_alike_for_less_work() {
+    let cases: Vec<(CheckoutSession, i64)> = [
+        shipped_to("FR", "75001", 8000),
+        shipped_to("FR", "69001", 8000),
+        shipped_to("US", "94107", 8000),
+        shipped_to("US", "10001", 8000),
+        shipped_to("CA", "H2X", 300),
+        fixtures::open_session("cs_test_py_none", "usd", 8000),
+    ]
+    .into_iter()
+    .map(|s| (s, 1_764_000_000))
+    .collect();
+    let (cold, warm) = compare("py-location", &cases);
+    assert!(
+        warm < cold,
+        "warmed {warm} against {cold} instructions for the same evaluations"
+    );
+}
