@@ -108,6 +108,18 @@ fn engine_with(pool: PoolSettings) -> PolicyEngine {
     .expect("engine")
 }
 
+/// The policies' clock: `BENCH_NOW` (Unix seconds), else 2025-11-24 (before the JS
+/// example's offer window; `BENCH_NOW=1795824000` falls inside it).
+fn now() -> i64 {
+    static NOW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *NOW.get_or_init(|| {
+        std::env::var("BENCH_NOW")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_764_000_000)
+    })
+}
+
 /// The host's path: fresh instance from the pool, call, guard.
 fn evaluate_and_guard(
     policy: &Policy,
@@ -115,7 +127,7 @@ fn evaluate_and_guard(
     f: &Fixture,
     caps: &policy_engine::Caps,
 ) -> bool {
-    let eval = policy.evaluate(session, &f.request, Clock::Fixed(1_764_000_000));
+    let eval = policy.evaluate(session, &f.request, Clock::Fixed(now()));
     let decision = eval.result.expect("decision");
     guard::check(&decision, session, caps).is_ok()
 }
@@ -139,7 +151,7 @@ impl host::Host for NaiveState {
             .collect()
     }
     fn now(&mut self) -> i64 {
-        1_764_000_000
+        now()
     }
 }
 

@@ -1,5 +1,6 @@
 //! One policy per language in one run: component size, cold compile, load from the
-//! compile cache, and per-evaluation cost (fresh instance + call), on the same session.
+//! compile cache, and per-evaluation cost (fresh instance + call), on the same session
+//! (as each policy's `expand` leaves it).
 //!
 //! Needs `scripts/build-policies.sh` and `scripts/build-lang-policies.sh`.
 //! Run: `cargo bench -p policy-engine --bench languages`
@@ -42,7 +43,6 @@ fn main() {
     let json = std::fs::read(&fixture).expect("the Paris fixture");
     let stripe: stripe_checkout::CheckoutSession =
         serde_json::from_slice(&json).expect("the fixture parses");
-    let session = mapping::checkout_session(&stripe);
     // Inside the time-limited offer's window (2026-11-27 .. 2026-12-01).
     let clock = Clock::Fixed(1_795_824_000);
     let cache = std::env::temp_dir().join(format!("policy-bench-cache-{}", std::process::id()));
@@ -60,6 +60,8 @@ fn main() {
         let toml = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap_or_default();
         let settings = PolicySettings::from_toml(&toml).expect("policy settings");
         let request = mapping::policy_request(&settings.routes[0], &Default::default());
+        // What the host hands the policy: the session as its `expand` leaves it.
+        let session = mapping::checkout_session(&mapping::expanded_copy(&stripe, &settings.expand));
         let engine = |c: bool| {
             PolicyEngine::new(EngineConfig {
                 cache_dir: c.then(|| cache.clone()),

@@ -20,12 +20,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
-/// The clock of a warm-up evaluation, fixed so that a snapshot is reproducible
-/// (and its compiled artifact cached): 2026-01-01T00:00:00Z.
+/// The first clock of the warm-up evaluations (the others follow the load's): 2026-01-01T00:00:00Z.
 const WARM_UP_TIME: i64 = 1_767_225_600;
 
 /// Changes whenever how a warm-up snapshot is taken changes, so cached ones are retaken.
-const WARM_UP_VERSION: &str = "warm-up-1";
+const WARM_UP_VERSION: &str = "warm-up-3";
 
 /// How often the epoch ticks; the wall-clock deadline is counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -579,16 +578,22 @@ impl PolicyEngine {
             .map_err(|e| LoadError::WarmUp(classify(e, &scaffold.limits).to_string()))?;
         let route = settings.routes.first().map_or("/warm-up", String::as_str);
         let request = mapping::policy_request(route, &serde_json::Map::new());
-        for session in fixtures::warm_up_sessions(&settings.expand) {
-            policy
-                .call_evaluate(&mut store, &session, &request)
-                .map_err(|e| {
-                    LoadError::WarmUp(format!(
-                        "the warm-up evaluation failed: {}",
-                        classify(e, &scaffold.limits)
-                    ))
-                })?;
-            scaffold.arm_budget(&mut store);
+        // At a fixed time, and at the load's time and a day, a week and a month later:
+        // an offer scheduled to start soon takes its live branch during the warm-up too.
+        let now = Clock::System.now();
+        let clocks = [0, 1, 7, 30].map(|days| Clock::Fixed(now + days * 86_400));
+        for clock in std::iter::once(Clock::Fixed(WARM_UP_TIME)).chain(clocks) {
+            for session in fixtures::warm_up_sessions(&settings.expand) {
+                scaffold.rearm(&mut store, clock);
+                policy
+                    .call_evaluate(&mut store, &session, &request)
+                    .map_err(|e| {
+                        LoadError::WarmUp(format!(
+                            "the warm-up evaluation failed: {}",
+                            classify(e, &scaffold.limits)
+                        ))
+                    })?;
+            }
         }
         // Reading the state runs wizer's accessors, which are not the policy's to pay for.
         store.set_fuel(u64::MAX).ok();

@@ -67,8 +67,8 @@ fn every_evaluation_starts_from_the_snapshot_and_none_sees_another() {
     let session = fixtures::open_session("cs_test_count", "usd", 1000);
     for _ in 0..5 {
         assert_eq!(rejection(evaluate(&cold, &session, 0)), "call 1");
-        // The three warm-up evaluations are in the snapshot; real ones are not.
-        assert_eq!(rejection(evaluate(&warm, &session, 0)), "call 4");
+        // The fifteen warm-up evaluations are in the snapshot; real ones are not.
+        assert_eq!(rejection(evaluate(&warm, &session, 0)), "call 16");
     }
     assert_eq!(warm.version, cold.version, "the version is the component's");
 }
@@ -113,7 +113,7 @@ fn the_snapshot_is_cached_per_component_and_settings() {
         "{added} more functions after {compiled}"
     );
     let session = fixtures::open_session("cs_test_cache", "usd", 1000);
-    assert_eq!(rejection(evaluate(&again, &session, 0)), "call 4");
+    assert_eq!(rejection(evaluate(&again, &session, 0)), "call 16");
     std::fs::remove_dir_all(&dir).ok();
 }
 
