@@ -96,6 +96,11 @@ impl Backend {
             permits: pool.enabled.then(|| Arc::new(Permits::new(pool.instances))),
         })
     }
+
+    /// Compiles a component with this backend's engine.
+    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))
+    }
 }
 
 impl Drop for EngineInner {
@@ -465,9 +470,7 @@ impl PolicyEngine {
     ) -> Result<Policy, LoadError> {
         let version = content_hash(component);
         let started = Instant::now();
-        let compile = |bytes: &[u8]| {
-            Component::new(&backend.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))
-        };
+        let compile = |bytes: &[u8]| backend.compile(bytes);
         let (compiled, from_cache) = if settings.warm_up {
             // The snapshot depends on the component, its settings and how it is taken.
             let key = format!("{version}-{}-{WARM_UP_VERSION}", settings.digest());
@@ -566,8 +569,7 @@ impl PolicyEngine {
         // The instrumented component depends on the component alone: cached, a new
         // snapshot (new settings) costs one compilation, not two.
         let (instrumented, _) = self.cached(backend, &content_hash(&instrumented), || {
-            Component::new(&backend.engine, &instrumented)
-                .map_err(|e| LoadError::Compile(format!("{e:#}")))
+            backend.compile(&instrumented)
         })?;
         let scaffold = self.validate(backend, name, instrumented, settings.clone())?;
         let _permit = backend.permits.as_ref().map(Permits::acquire);
