@@ -511,8 +511,7 @@ impl PolicyEngine {
         settings: PolicySettings,
     ) -> Result<Policy, LoadError> {
         let engine = &backend.engine;
-        let settings_digest =
-            content_hash(toml::to_string(&settings).unwrap_or_default().as_bytes());
+        let settings_digest = settings.digest();
         let ungranted: Vec<String> = component
             .component_type()
             .imports(engine)
