@@ -50,10 +50,7 @@ impl ComponentCache {
         let component = compile()?;
         match component.serialize() {
             Ok(artifact) => {
-                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                let written =
-                    std::fs::write(&tmp, artifact).and_then(|_| std::fs::rename(&tmp, &path));
-                if let Err(e) = written {
+                if let Err(e) = write_whole(&path, &artifact) {
                     tracing::warn!(path = %path.display(), error = %e, "could not write the compilation cache");
                 }
             }
@@ -92,10 +89,13 @@ impl wasmtime::CacheStore for FunctionCache {
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
-        let path = self.path(key);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, value)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .is_ok()
+        write_whole(&self.path(key), &value).is_ok()
     }
+}
+
+/// Writes `bytes` beside `path` and renames it into place, so that readers (other
+/// processes sharing the cache) never see a partly written file.
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path))
 }
