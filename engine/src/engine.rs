@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -28,6 +28,25 @@ const WARM_UP_VERSION: &str = "warm-up-3";
 
 /// How often the epoch ticks; the wall-clock deadline is counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Epoch ticks from now until at least `wall` has passed (one more for the tick in progress).
+fn ticks_for(wall: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_micros();
+    u64::try_from(wall.as_micros().div_ceil(tick))
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
+/// What [`Policy::try_evaluate_within`] did.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The evaluation, complete.
+    Done(Evaluation),
+    /// Nothing: every pool slot is in use.
+    Busy,
+    /// The policy ran past the budget and was stopped; its evaluation is discarded.
+    OverBudget,
+}
 
 /// Engine-wide settings.
 #[derive(Debug, Clone, Default)]
@@ -249,6 +268,33 @@ pub struct Policy {
     engine: Engine,
     permits: Option<Arc<Permits>>,
     warm: Option<Arc<WarmPool>>,
+    pace: Arc<Pace>,
+}
+
+/// An evaluation at most this long (instantiation and call) counts as quick.
+pub const QUICK_EVALUATION: Duration = Duration::from_millis(1);
+/// Consecutive quick evaluations after which a policy version counts as reliably quick.
+pub const QUICK_STREAK: u32 = 32;
+
+/// How a policy version's recent evaluations went: the run of quick ones so far.
+#[derive(Debug, Default)]
+struct Pace {
+    quick_streak: AtomicU32,
+}
+
+impl Pace {
+    /// Extends the streak after a quick evaluation, ends it after a slow one.
+    fn record(&self, wall: Duration) {
+        if wall <= QUICK_EVALUATION {
+            let _ = self
+                .quick_streak
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < QUICK_STREAK).then_some(n + 1)
+                });
+        } else {
+            self.quick_streak.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 impl std::fmt::Debug for Policy {
@@ -543,6 +589,7 @@ impl PolicyEngine {
             engine: engine.clone(),
             permits: backend.permits.clone(),
             warm: None,
+            pace: Arc::default(),
         };
         {
             let _permit = backend.permits.as_ref().map(Permits::acquire);
@@ -681,12 +728,12 @@ impl Policy {
     fn arm_budget(&self, store: &mut Store<StoreState>) {
         // Fuel is enabled engine-wide, so setting it cannot fail.
         store.set_fuel(self.limits.fuel).ok();
-        let ticks = self
-            .limits
-            .timeout_ms
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            + 1;
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(self.deadline_ticks());
+    }
+
+    /// The policy's deadline in epoch ticks.
+    fn deadline_ticks(&self) -> u64 {
+        ticks_for(Duration::from_millis(self.limits.timeout_ms))
     }
 
     /// Gives a store a new clock, fuel budget, deadline and empty logs.
@@ -701,7 +748,8 @@ impl Policy {
     }
 
     /// Evaluates the policy in a fresh, isolated instance: a pre-initialised one
-    /// when the policy keeps some warm (see [`Limits::warm_instances`]).
+    /// when the policy keeps some warm (see [`Limits::warm_instances`]). Waits for a
+    /// pool slot when every slot is in use.
     pub fn evaluate(
         &self,
         session: &CheckoutSession,
@@ -709,29 +757,110 @@ impl Policy {
         clock: Clock,
     ) -> Evaluation {
         let started = Instant::now();
-        if let Some(warm) = self.warm.as_deref().and_then(WarmPool::take) {
-            let WarmInstance {
-                mut store,
-                instance,
-                permit: _permit,
-            } = warm;
-            self.rearm(&mut store, clock);
-            let result = instance
-                .call_evaluate(&mut store, session, request)
-                .map_err(|e| classify(e, &self.limits))
-                .and_then(|decision| self.check_output_size(decision));
-            return self.finish(store, result, started);
+        let ticks = self.deadline_ticks();
+        match self.warm_instance() {
+            Some(warm) => self.evaluate_warm(warm, session, request, clock, ticks, started),
+            None => {
+                let permit = self.permits.as_ref().map(Permits::acquire);
+                self.evaluate_fresh(permit, session, request, clock, ticks, started)
+            }
         }
-        // Declared before the store, so the slot is back in the pool before the permit.
-        let _permit = self.permits.as_ref().map(Permits::acquire);
+    }
+
+    /// [`Policy::evaluate`] for callers that must not block for long: it does not wait
+    /// for a pool slot, and it stops the policy once it has run for about `budget`
+    /// (or its own deadline, if shorter). An evaluation has no effect outside its
+    /// instance, so a caller can run an [`Attempt::OverBudget`] one again elsewhere.
+    pub fn try_evaluate_within(
+        &self,
+        session: &CheckoutSession,
+        request: &PolicyRequest,
+        clock: Clock,
+        budget: Duration,
+    ) -> Attempt {
+        let started = Instant::now();
+        let own = self.deadline_ticks();
+        let ticks = own.min(ticks_for(budget));
+        let evaluation = match self.warm_instance() {
+            Some(warm) => self.evaluate_warm(warm, session, request, clock, ticks, started),
+            None => {
+                let permit = match &self.permits {
+                    Some(permits) => match permits.try_acquire() {
+                        Some(permit) => Some(permit),
+                        None => return Attempt::Busy,
+                    },
+                    None => None,
+                };
+                self.evaluate_fresh(permit, session, request, clock, ticks, started)
+            }
+        };
+        if ticks < own && matches!(evaluation.result, Err(EvalError::Timeout(_))) {
+            return Attempt::OverBudget;
+        }
+        Attempt::Done(evaluation)
+    }
+
+    /// Whether this version's last [`QUICK_STREAK`] evaluations each took at most
+    /// [`QUICK_EVALUATION`]: a new version is not, until it has shown it.
+    pub fn is_reliably_quick(&self) -> bool {
+        self.pace.quick_streak.load(Ordering::Relaxed) >= QUICK_STREAK
+    }
+
+    fn warm_instance(&self) -> Option<WarmInstance> {
+        self.warm.as_deref().and_then(WarmPool::take)
+    }
+
+    fn evaluate_warm(
+        &self,
+        warm: WarmInstance,
+        session: &CheckoutSession,
+        request: &PolicyRequest,
+        clock: Clock,
+        deadline_ticks: u64,
+        started: Instant,
+    ) -> Evaluation {
+        let WarmInstance {
+            mut store,
+            instance,
+            permit: _permit,
+        } = warm;
+        self.rearm(&mut store, clock);
+        store.set_epoch_deadline(deadline_ticks);
+        self.call(Ok(instance), store, session, request, started)
+    }
+
+    /// Instantiates and calls; `_permit` is the pool slot's, held until the store is gone.
+    fn evaluate_fresh(
+        &self,
+        _permit: Option<Permit>,
+        session: &CheckoutSession,
+        request: &PolicyRequest,
+        clock: Clock,
+        deadline_ticks: u64,
+        started: Instant,
+    ) -> Evaluation {
         let mut store = self.store(clock);
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| match classify(e, &self.limits) {
-                EvalError::Trap(msg) => EvalError::Instantiate(msg),
-                other => other,
-            })
+        store.set_epoch_deadline(deadline_ticks);
+        let instance =
+            self.pre
+                .instantiate(&mut store)
+                .map_err(|e| match classify(e, &self.limits) {
+                    EvalError::Trap(msg) => EvalError::Instantiate(msg),
+                    other => other,
+                });
+        self.call(instance, store, session, request, started)
+    }
+
+    /// Calls `evaluate` on the instance, checks the output and finishes.
+    fn call(
+        &self,
+        instance: Result<DiscountPolicy, EvalError>,
+        mut store: Store<StoreState>,
+        session: &CheckoutSession,
+        request: &PolicyRequest,
+        started: Instant,
+    ) -> Evaluation {
+        let result = instance
             .and_then(|instance| {
                 instance
                     .call_evaluate(&mut store, session, request)
@@ -749,6 +878,7 @@ impl Policy {
         started: Instant,
     ) -> Evaluation {
         let wall = started.elapsed();
+        self.pace.record(wall);
         let fuel_left = store.get_fuel().unwrap_or(0);
         let state = store.into_data();
         Evaluation {

@@ -20,7 +20,8 @@ pub mod settings;
 
 pub use bindings::{CheckoutSession, Decision, PolicyRequest};
 pub use engine::{
-    Clock, Cost, EngineConfig, EvalError, Evaluation, LoadError, LogRecord, Policy, PolicyEngine,
+    Attempt, Clock, Cost, EngineConfig, EvalError, Evaluation, LoadError, LogRecord, Policy,
+    PolicyEngine,
 };
 pub use guard::{Caps, GuardViolation, GuardedDecision};
 pub use limits::Limits;

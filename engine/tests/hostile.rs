@@ -3,9 +3,11 @@
 //! holds, its cost is reported, and evaluations are isolated from each other.
 
 use policy_engine::bindings as wit;
-use policy_engine::engine::LoadError;
+use policy_engine::engine::{LoadError, QUICK_EVALUATION, QUICK_STREAK};
 use policy_engine::{fixtures, mapping, Limits, PolicySettings};
-use policy_engine::{guard, Caps, Clock, Decision, EngineConfig, EvalError, Policy, PolicyEngine};
+use policy_engine::{
+    guard, Attempt, Caps, Clock, Decision, EngineConfig, EvalError, Policy, PolicyEngine,
+};
 use std::path::PathBuf;
 
 fn workspace() -> PathBuf {
@@ -320,4 +322,168 @@ fn warm_instances_are_fresh_too() {
         let ev = run(&p);
         assert_eq!(rejection(ev.result.unwrap()), "call 1");
     }
+}
+
+/// `spin-when-asked` on a request with (or without) `spin` in its input.
+fn spin_request(spin: bool) -> wit::PolicyRequest {
+    let mut input = serde_json::Map::new();
+    if spin {
+        input.insert("spin".into(), true.into());
+    }
+    mapping::policy_request("/spin-when-asked", &input)
+}
+
+/// `try_evaluate_within` with the quick threshold as the budget.
+fn attempt(p: &Policy, spin: bool) -> Attempt {
+    p.try_evaluate_within(
+        &session("usd", 10_000),
+        &spin_request(spin),
+        Clock::Fixed(0),
+        QUICK_EVALUATION,
+    )
+}
+
+/// The evaluation of an attempt that must have completed.
+fn done(a: Attempt) -> policy_engine::Evaluation {
+    match a {
+        Attempt::Done(evaluation) => evaluation,
+        other => panic!("expected a complete evaluation, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_version_earns_a_quick_streak_and_one_slow_evaluation_ends_it() {
+    let e = engine();
+    let p = hostile(&e, "spin-when-asked", "");
+    assert!(
+        !p.is_reliably_quick(),
+        "a new version has shown nothing yet"
+    );
+    for _ in 1..QUICK_STREAK {
+        assert!(matches!(
+            done(attempt(&p, false)).result,
+            Ok(Decision::Keep)
+        ));
+    }
+    // One more quick run completes the streak; a scheduling hiccup over the quick
+    // threshold restarts it, so allow a few streaks' worth of runs on a busy machine.
+    let mut runs = 0;
+    while !p.is_reliably_quick() {
+        runs += 1;
+        assert!(
+            runs < 10 * QUICK_STREAK,
+            "never reliably quick: {runs} runs"
+        );
+        assert!(matches!(
+            done(attempt(&p, false)).result,
+            Ok(Decision::Keep)
+        ));
+    }
+    // A clone shares the record: it is the same version.
+    assert!(p.clone().is_reliably_quick());
+
+    let slow = p.evaluate(
+        &session("usd", 10_000),
+        &spin_request(true),
+        Clock::Fixed(0),
+    );
+    assert_eq!(
+        slow.result.unwrap_err(),
+        EvalError::FuelExhausted(11_000_000)
+    );
+    assert!(!p.is_reliably_quick(), "a slow evaluation ends the streak");
+    assert!(matches!(
+        done(attempt(&p, false)).result,
+        Ok(Decision::Keep)
+    ));
+    assert!(!p.is_reliably_quick(), "one quick run does not restore it");
+}
+
+#[test]
+fn a_budgeted_attempt_stops_the_policy_at_the_budget_not_its_deadline() {
+    let e = engine();
+    let p = hostile(
+        &e,
+        "spin-when-asked",
+        "fuel = 1_000_000_000_000_000\ntimeout_ms = 5_000",
+    );
+    let started = std::time::Instant::now();
+    assert!(matches!(attempt(&p, true), Attempt::OverBudget));
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1_000),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    // Within budget, the policy's own limits still decide.
+    let fuel_bound = hostile(&e, "infinite-loop", SLOW_OK);
+    let ev = done(fuel_bound.try_evaluate_within(
+        &session("usd", 10_000),
+        &request(),
+        Clock::Fixed(0),
+        std::time::Duration::from_secs(5),
+    ));
+    assert_eq!(ev.result.unwrap_err(), EvalError::FuelExhausted(11_000_000));
+    // And a deadline shorter than the budget is the policy's own timeout.
+    let short = hostile(
+        &e,
+        "infinite-loop",
+        "fuel = 1_000_000_000_000_000\ntimeout_ms = 20",
+    );
+    let ev = done(short.try_evaluate_within(
+        &session("usd", 10_000),
+        &request(),
+        Clock::Fixed(0),
+        std::time::Duration::from_secs(5),
+    ));
+    assert_eq!(ev.result.unwrap_err(), EvalError::Timeout(20));
+}
+
+#[test]
+fn a_budgeted_attempt_never_waits_for_a_pool_slot() {
+    let e = PolicyEngine::new(EngineConfig {
+        cache_dir: Some(workspace().join("target/test-policy-cache")),
+        pool: policy_engine::PoolSettings {
+            instances: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let p = hostile(
+        &e,
+        "spin-when-asked",
+        "timeout_ms = 2_000\nfuel = 100_000_000_000",
+    );
+    let spinning = std::sync::atomic::AtomicBool::new(true);
+    let busy = std::thread::scope(|s| {
+        let spinner = s.spawn(|| {
+            let ev = p.evaluate(
+                &session("usd", 10_000),
+                &spin_request(true),
+                Clock::Fixed(0),
+            );
+            spinning.store(false, std::sync::atomic::Ordering::SeqCst);
+            ev
+        });
+        // While the only slot spins, an attempt answers at once with nothing.
+        let mut busy = 0;
+        while spinning.load(std::sync::atomic::Ordering::SeqCst) {
+            let started = std::time::Instant::now();
+            if matches!(attempt(&p, false), Attempt::Busy) {
+                busy += 1;
+                assert!(started.elapsed() < std::time::Duration::from_millis(500));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            spinner.join().unwrap().result.unwrap_err(),
+            EvalError::Timeout(2_000)
+        );
+        busy
+    });
+    assert!(busy > 0, "the busy slot was never seen");
+    assert!(matches!(
+        done(attempt(&p, false)).result,
+        Ok(Decision::Keep)
+    ));
 }

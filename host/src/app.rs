@@ -4,6 +4,7 @@
 use crate::audit::AuditLog;
 use crate::auth::AdminToken;
 use crate::config::HostConfig;
+use crate::evaluate::InlineSlots;
 use crate::locks::SessionLocks;
 use crate::pipeline;
 use crate::registry::Registry;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub audit: Arc<AuditLog>,
     /// The admin API's bearer token (none: admin API off).
     pub admin_token: AdminToken,
+    /// Slots for evaluations on the runtime's own threads.
+    pub inline: Arc<InlineSlots>,
 }
 
 /// Builds the router.

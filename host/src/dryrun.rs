@@ -222,17 +222,15 @@ pub async fn run(state: &AppState, r: DryRunRequest) -> Result<DryRunResult, Dry
     let wit_session = Arc::new(mapping::checkout_session(&view));
     let wit_request = mapping::policy_request(&route, &r.input);
     let digest = input_digest(&view, &wit_request);
-    let evaluation = {
-        let (p, s) = (policy.clone(), wit_session.clone());
-        tokio::task::spawn_blocking(move || p.evaluate(&s, &wit_request, Clock::System))
-            .await
-            .map_err(|e| {
-                bad(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("evaluation task: {e}"),
-                )
-            })?
-    };
+    let evaluation = crate::evaluate::evaluation(
+        &state.inline,
+        &policy,
+        wit_session.clone(),
+        wit_request,
+        Clock::System,
+    )
+    .await
+    .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     let mut result = DryRunResult {
         policy: policy.name.clone(),
         version: policy.version.clone(),

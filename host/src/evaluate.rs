@@ -1,21 +1,126 @@
-//! Step 4, policy engine: evaluation off the async runtime, with the policy's logs
-//! forwarded to the host's log attributed to the policy.
+//! Step 4, policy engine: the evaluation, with the policy's logs forwarded to the
+//! host's log attributed to the policy.
+//!
+//! Where it runs: a policy version that has been reliably quick
+//! ([`Policy::is_reliably_quick`]) is evaluated on the async runtime's own thread,
+//! which saves two thread hand-offs per request, and is stopped there after
+//! [`QUICK_EVALUATION`]. One that ran past that is evaluated again on the blocking pool
+//! with its whole deadline (an evaluation has no effect outside its instance), and its
+//! streak is over. So a policy that turns slow holds a runtime thread for two epoch
+//! ticks at most (about 2 ms), once. At most [`InlineSlots`] evaluations run inline at once, one fewer
+//! than the runtime's workers. Everything else runs on the blocking pool.
 
 use crate::response::FlowError;
-use policy_engine::{Clock, Decision, Evaluation, Policy};
+use policy_engine::engine::QUICK_EVALUATION;
+use policy_engine::{Attempt, Clock, Decision, Evaluation, Policy};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Runs the policy on a blocking thread and returns its decision and evaluation.
+/// Where evaluations ran: on the runtime's thread or on the blocking pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On the async runtime's worker thread.
+    Inline,
+    /// On tokio's blocking pool.
+    Blocking,
+    /// Inline, stopped at the inline budget, then run again on the blocking pool.
+    InlineCut,
+}
+
+impl Placement {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Inline => "inline",
+            Placement::Blocking => "blocking",
+            Placement::InlineCut => "inline_cut",
+        }
+    }
+}
+
+/// Slots for evaluations on the async runtime's own threads.
+#[derive(Debug)]
+pub struct InlineSlots {
+    free: AtomicUsize,
+}
+
+/// One taken slot, given back on drop.
+struct InlineSlot<'a>(&'a AtomicUsize);
+
+impl Drop for InlineSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl InlineSlots {
+    /// `n` slots (0: every evaluation goes to the blocking pool).
+    pub fn new(n: usize) -> Self {
+        InlineSlots {
+            free: AtomicUsize::new(n),
+        }
+    }
+
+    /// One fewer slot than the current runtime's workers.
+    pub fn for_current_runtime() -> Self {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        Self::new(workers.saturating_sub(1))
+    }
+
+    fn try_take(&self) -> Option<InlineSlot<'_>> {
+        self.free
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| InlineSlot(&self.free))
+    }
+}
+
+/// Evaluates `policy`: inline when it is reliably quick and a slot is free, for at
+/// most [`QUICK_EVALUATION`]; otherwise, or when that was not enough, on the blocking
+/// pool with its whole deadline. An engine panic is an error, as a panicked task's is.
+pub async fn evaluation(
+    slots: &InlineSlots,
+    policy: &Arc<Policy>,
+    session: Arc<policy_engine::CheckoutSession>,
+    request: policy_engine::PolicyRequest,
+    clock: Clock,
+) -> Result<Evaluation, String> {
+    if policy.is_reliably_quick() {
+        if let Some(_slot) = slots.try_take() {
+            let attempt = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                policy.try_evaluate_within(&session, &request, clock, QUICK_EVALUATION)
+            }))
+            .map_err(|_| "the evaluation panicked".to_string())?;
+            match attempt {
+                Attempt::Done(evaluation) => {
+                    crate::metrics::observe_placement(Placement::Inline);
+                    return Ok(evaluation);
+                }
+                Attempt::OverBudget => crate::metrics::observe_placement(Placement::InlineCut),
+                Attempt::Busy => {}
+            }
+        }
+    }
+    let p = policy.clone();
+    let evaluation = tokio::task::spawn_blocking(move || p.evaluate(&session, &request, clock))
+        .await
+        .map_err(|e| format!("evaluation task: {e}"))?;
+    crate::metrics::observe_placement(Placement::Blocking);
+    Ok(evaluation)
+}
+
+/// Runs the policy and returns its decision and evaluation.
 pub async fn run(
+    slots: &InlineSlots,
     policy: Arc<Policy>,
     session: Arc<policy_engine::CheckoutSession>,
     request: policy_engine::PolicyRequest,
     clock: Clock,
 ) -> Result<(Decision, Evaluation), FlowError> {
-    let p = policy.clone();
-    let evaluation = tokio::task::spawn_blocking(move || p.evaluate(&session, &request, clock))
+    let evaluation = evaluation(slots, &policy, session, request, clock)
         .await
-        .map_err(|e| FlowError::Internal(format!("evaluation task: {e}")))?;
+        .map_err(FlowError::Internal)?;
     for log in &evaluation.logs {
         tracing::info!(policy = %policy.name, version = %&policy.version[..12], level = log.level, fields = ?log.fields, "policy log: {}", log.message);
     }

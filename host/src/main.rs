@@ -144,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
         locks: Arc::new(SessionLocks::default()),
         audit: audit.clone(),
         admin_token,
+        inline: Arc::new(discount_host::evaluate::InlineSlots::for_current_runtime()),
     };
     println!("discount-host ready: listen=http://{addr} stripe={api_base}");
     for route in state.registry.snapshot().routes.keys() {

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub policy_info: IntGaugeVec,
     /// Audit records dropped because the writer fell behind.
     pub audit_dropped: IntCounterVec,
+    /// Evaluations by where they ran (`inline` or `blocking`).
+    pub evaluations: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -134,6 +136,11 @@ impl Metrics {
                 "Audit records dropped because the writer fell behind.",
                 &["sink"],
             ),
+            evaluations: counter(
+                "discount_policy_evaluations_total",
+                "Policy evaluations by where they ran: inline on the runtime or on the blocking pool.",
+                &["placement"],
+            ),
         };
         let r = &m.registry;
         for c in [
@@ -146,6 +153,7 @@ impl Metrics {
             &m.reloads,
             &m.load_failures,
             &m.audit_dropped,
+            &m.evaluations,
         ] {
             r.register(Box::new(c.clone())).expect("unique metric");
         }
@@ -202,6 +210,14 @@ pub fn record_reload(report: &ReloadReport) {
             .with_label_values(&[failure.policy.as_str()])
             .inc();
     }
+}
+
+/// Counts one evaluation by where it ran.
+pub fn observe_placement(placement: crate::evaluate::Placement) {
+    global()
+        .evaluations
+        .with_label_values(&[placement.as_str()])
+        .inc();
 }
 
 /// Records a finished storefront request from its audit record.

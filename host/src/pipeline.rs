@@ -74,7 +74,14 @@ async fn steps(
 
     let step = Instant::now();
     let clock = policy_engine::Clock::Fixed(draft.now);
-    let evaluated = evaluate::run(policy.clone(), wit_session.clone(), wit_request, clock).await;
+    let evaluated = evaluate::run(
+        &state.inline,
+        policy.clone(),
+        wit_session.clone(),
+        wit_request,
+        clock,
+    )
+    .await;
     draft.record.timing.evaluate_us = step.elapsed().as_micros() as u64;
     let (decision, evaluation) = evaluated?;
     draft.fuel(&evaluation.cost);

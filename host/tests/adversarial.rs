@@ -14,6 +14,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Duration;
 
 /// What the storefront sees when a policy fails or the guard refuses its decision.
 const GENERIC: &str = "We could not update your discounts. Please try again.";
@@ -523,4 +524,90 @@ async fn host_limits_are_defaults_and_policies_override_them() {
     }
     assert!(stripe.updates_of(&id).await.is_empty());
     with_healthy_traffic(&stripe, &host, async {}).await;
+}
+
+/// `discount_policy_evaluations_total` for `placement`, from the host's metrics.
+async fn evaluations(host: &Host, placement: &str) -> u64 {
+    let text = host.get_text("/metrics").await;
+    let series = format!("discount_policy_evaluations_total{{placement=\"{placement}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_reliably_quick_policy_runs_inline_and_one_turning_slow_is_moved_off_the_runtime() {
+    const SPIN_MS: u64 = 2_000;
+    let stripe = Stripe::start().await;
+    let dir = common::tempdir::TempDir::new();
+    copy_policy("cart-threshold", dir.path());
+    install_hostile(
+        dir.path(),
+        "spin-when-asked",
+        "spin-when-asked",
+        &format!("fuel = 1_000_000_000_000_000\ntimeout_ms = {SPIN_MS}"),
+    );
+    // Two runtime workers, hence one inline slot, whatever the machine's cores.
+    let host = Host::start_env(
+        &stripe.url(),
+        dir.path(),
+        "",
+        &[("TOKIO_WORKER_THREADS", "2")],
+    );
+    let id = stripe.session("usd", &[(6_000, 2)], None).await;
+    let route = "/spin-when-asked";
+
+    // A new version runs on the blocking pool until its quick streak is complete.
+    let mut quick_runs = 0;
+    while evaluations(&host, "inline").await == 0 {
+        quick_runs += 1;
+        assert!(
+            quick_runs <= 320,
+            "never ran inline after {quick_runs} runs"
+        );
+        let a = host.post(route, json!({"checkout_session_id": id})).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    assert!(
+        quick_runs > policy_engine::engine::QUICK_STREAK as usize,
+        "inline after {quick_runs} runs"
+    );
+
+    // Now it spins: stopped inline at the budget, then run on the blocking pool to its
+    // deadline, while healthy traffic is served.
+    let (inline, blocking) = (
+        evaluations(&host, "inline").await,
+        evaluations(&host, "blocking").await,
+    );
+    let slow_started = std::time::Instant::now();
+    let slow = host.post(route, json!({"checkout_session_id": id, "spin": true}));
+    let healthy = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        with_healthy_traffic(&stripe, &host, async {}).await;
+        slow_started.elapsed()
+    };
+    let (slow, healthy_done) = tokio::join!(slow, healthy);
+    assert_generic_error(&slow, "spin-when-asked");
+    // Healthy traffic's policy is a new version, so its 6 evaluations were on the pool.
+    assert_eq!(evaluations(&host, "inline_cut").await, 1);
+    assert_eq!(evaluations(&host, "inline").await, inline);
+    assert_eq!(evaluations(&host, "blocking").await, blocking + 1 + 6);
+    assert!(
+        slow_started.elapsed() >= Duration::from_millis(SPIN_MS),
+        "the spin was cut short"
+    );
+    assert!(
+        healthy_done < Duration::from_millis(SPIN_MS),
+        "healthy traffic waited for the spinning policy: done after {healthy_done:?}"
+    );
+
+    // The slow run ended the streak: the next evaluation goes to the blocking pool.
+    let (inline, blocking) = (
+        evaluations(&host, "inline").await,
+        evaluations(&host, "blocking").await,
+    );
+    let a = host.post(route, json!({"checkout_session_id": id})).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(evaluations(&host, "inline").await, inline);
+    assert_eq!(evaluations(&host, "blocking").await, blocking + 1);
 }

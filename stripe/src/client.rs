@@ -163,8 +163,10 @@ struct Inner {
     http: reqwest::Client,
     /// Settings.
     config: ClientConfig,
-    /// `api_base` without a trailing slash.
-    base: String,
+    /// `api_base`, parsed once: each request only sets its path and query.
+    base: reqwest::Url,
+    /// The path of `api_base` without a trailing slash, prefixed to every request path.
+    base_path: String,
     /// Headers sent with every request (auth marked sensitive).
     headers: HeaderMap,
 }
@@ -194,7 +196,7 @@ struct Prepared {
     /// GET or POST.
     method: Method,
     /// Full URL including the query string.
-    url: String,
+    url: reqwest::Url,
     /// Form body for POST.
     body: Option<String>,
     /// `Idempotency-Key` for POST.
@@ -204,15 +206,15 @@ struct Prepared {
 impl StripeClient {
     /// Builds a client with one pooled connection manager; fails on an unusable key or base URL.
     pub fn new(config: ClientConfig) -> Result<Self, StripeError> {
-        let base = config.api_base.trim_end_matches('/').to_string();
-        match reqwest::Url::parse(&base) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() => {}
+        let base = match reqwest::Url::parse(config.api_base.trim_end_matches('/')) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() => url,
             _ => {
                 return Err(StripeError::InvalidRequest(
                     "api_base must be an absolute http(s) URL without a query".to_string(),
                 ))
             }
-        }
+        };
+        let base_path = base.path().trim_end_matches('/').to_string();
         if config.secret_key.is_empty() {
             return Err(StripeError::InvalidRequest(
                 "the secret key is empty".to_string(),
@@ -256,6 +258,7 @@ impl StripeClient {
                 http,
                 config,
                 base,
+                base_path,
                 headers,
             }),
         })
@@ -535,13 +538,13 @@ impl StripeClient {
         } else {
             None
         };
-        let mut url = format!("{}{}", self.inner.base, path);
+        let mut url = self.inner.base.clone();
+        url.set_path(&format!("{}{path}", self.inner.base_path));
         let body = if is_post {
             Some(form::encode_pairs(&params))
         } else {
             if !params.is_empty() {
-                url.push('?');
-                url.push_str(&form::encode_pairs(&params));
+                url.set_query(Some(&form::encode_pairs(&params)));
             }
             None
         };
@@ -640,7 +643,7 @@ impl StripeClient {
             let mut request = self
                 .inner
                 .http
-                .request(prepared.method.clone(), &prepared.url)
+                .request(prepared.method.clone(), prepared.url.clone())
                 .headers(self.inner.headers.clone());
             if let Some(key) = &prepared.idempotency_key {
                 // Validated before the first attempt.

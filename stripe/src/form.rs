@@ -24,29 +24,28 @@ pub fn format_f64(value: f64) -> String {
     format!("{value}")
 }
 
-/// Percent-encodes one form key, keeping `[` and `]` literal.
-fn encode_key(key: &str) -> String {
-    form_urlencoded::byte_serialize(key.as_bytes())
-        .collect::<String>()
-        .replace("%5B", "[")
-        .replace("%5D", "]")
+/// Appends one percent-encoded form key, keeping `[` and `]` literal.
+fn encode_key_into(key: &str, out: &mut String) {
+    out.extend(
+        form_urlencoded::byte_serialize(key.as_bytes()).map(|chunk| match chunk {
+            "%5B" => "[",
+            "%5D" => "]",
+            other => other,
+        }),
+    );
 }
 
-/// Percent-encodes one form value (space as `+`, as in HTML forms).
-fn encode_value(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-/// Serialises key/value pairs into a form body or query string, in the given order.
+/// Serialises key/value pairs into a form body or query string, in the given order:
+/// values percent-encoded with space as `+`, as in HTML forms.
 pub fn encode_pairs(pairs: &[(String, String)]) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
             out.push('&');
         }
-        out.push_str(&encode_key(k));
+        encode_key_into(k, &mut out);
         out.push('=');
-        out.push_str(&encode_value(v));
+        out.extend(form_urlencoded::byte_serialize(v.as_bytes()));
     }
     out
 }

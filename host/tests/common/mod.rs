@@ -361,12 +361,17 @@ impl Host {
 
     /// GETs a JSON document from the host.
     pub async fn get_json(&self, path: &str) -> Value {
+        serde_json::from_str(&self.get_text(path).await).unwrap()
+    }
+
+    /// GETs a text document from the host.
+    pub async fn get_text(&self, path: &str) -> String {
         self.http
             .get(format!("{}{path}", self.url))
             .send()
             .await
             .unwrap()
-            .json()
+            .text()
             .await
             .unwrap()
     }

@@ -23,6 +23,7 @@
 //! | `metadata-flood`        | applies a coupon with 1,000 metadata entries            |
 //! | `log-flood`             | writes 5,000 log records, then keeps the session        |
 //! | `describe-session`      | rejects with what it sees: line items, customer, coupons |
+//! | `spin-when-asked`       | spins forever when the input has `spin`, else keeps     |
 //!
 //! Any other mode keeps the session.
 
@@ -37,7 +38,7 @@ static CALLS: AtomicU32 = AtomicU32::new(0);
 pub struct Hostile;
 
 impl Policy for Hostile {
-    fn evaluate(ctx: &Context, session: &CheckoutSession, _request: &PolicyRequest) -> Decision {
+    fn evaluate(ctx: &Context, session: &CheckoutSession, request: &PolicyRequest) -> Decision {
         let mode = ctx.config_or("mode", "keep");
         let currency = session.currency.clone().unwrap_or_else(|| "usd".into());
         let subtotal = session.amount_subtotal.unwrap_or(0);
@@ -46,7 +47,8 @@ impl Policy for Hostile {
                 let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
                 Decision::reject(format!("call {n}"))
             }
-            "infinite-loop" => {
+            "spin-when-asked" if request.input_value("spin").is_none() => Decision::keep(),
+            "infinite-loop" | "spin-when-asked" => {
                 let mut i: u64 = 0;
                 loop {
                     i = black_box(i.wrapping_add(1));
