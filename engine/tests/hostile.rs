@@ -355,15 +355,19 @@ fn done(a: Attempt) -> policy_engine::Evaluation {
 fn a_version_earns_a_quick_streak_and_one_slow_evaluation_ends_it() {
     let e = engine();
     let p = hostile(&e, "spin-when-asked", "");
+    let quick = |p: &Policy| {
+        p.evaluate(
+            &session("usd", 10_000),
+            &spin_request(false),
+            Clock::Fixed(0),
+        )
+    };
     assert!(
         !p.is_reliably_quick(),
         "a new version has shown nothing yet"
     );
     for _ in 1..QUICK_STREAK {
-        assert!(matches!(
-            done(attempt(&p, false)).result,
-            Ok(Decision::Keep)
-        ));
+        assert!(matches!(quick(&p).result, Ok(Decision::Keep)));
     }
     // One more quick run completes the streak; a scheduling hiccup over the quick
     // threshold restarts it, so allow a few streaks' worth of runs on a busy machine.
@@ -374,10 +378,7 @@ fn a_version_earns_a_quick_streak_and_one_slow_evaluation_ends_it() {
             runs < 10 * QUICK_STREAK,
             "never reliably quick: {runs} runs"
         );
-        assert!(matches!(
-            done(attempt(&p, false)).result,
-            Ok(Decision::Keep)
-        ));
+        assert!(matches!(quick(&p).result, Ok(Decision::Keep)));
     }
     // A clone shares the record: it is the same version.
     assert!(p.clone().is_reliably_quick());
@@ -392,10 +393,7 @@ fn a_version_earns_a_quick_streak_and_one_slow_evaluation_ends_it() {
         EvalError::FuelExhausted(11_000_000)
     );
     assert!(!p.is_reliably_quick(), "a slow evaluation ends the streak");
-    assert!(matches!(
-        done(attempt(&p, false)).result,
-        Ok(Decision::Keep)
-    ));
+    assert!(matches!(quick(&p).result, Ok(Decision::Keep)));
     assert!(!p.is_reliably_quick(), "one quick run does not restore it");
 }
 
@@ -482,8 +480,6 @@ fn a_budgeted_attempt_never_waits_for_a_pool_slot() {
         busy
     });
     assert!(busy > 0, "the busy slot was never seen");
-    assert!(matches!(
-        done(attempt(&p, false)).result,
-        Ok(Decision::Keep)
-    ));
+    // Done, or over the 1 ms budget on a busy machine: either way it had a slot.
+    assert!(!matches!(attempt(&p, false), Attempt::Busy));
 }
