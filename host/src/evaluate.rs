@@ -7,8 +7,8 @@
 //! [`QUICK_EVALUATION`]. One that ran past that is evaluated again on the blocking pool
 //! with its whole deadline (an evaluation has no effect outside its instance), and its
 //! streak is over. So a policy that turns slow holds a runtime thread for two epoch
-//! ticks at most (about 2 ms), once. At most [`InlineSlots`] evaluations run inline at once, one fewer
-//! than the runtime's workers. Everything else runs on the blocking pool.
+//! ticks at most (about 2 ms), once. At most [`InlineSlots`] evaluations run inline at
+//! once, one fewer than the runtime's workers. Everything else runs on the blocking pool.
 
 use crate::response::FlowError;
 use policy_engine::engine::QUICK_EVALUATION;
