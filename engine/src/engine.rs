@@ -48,6 +48,14 @@ pub enum Attempt {
     OverBudget,
 }
 
+/// Where an evaluation's fresh instance comes from.
+enum Fresh {
+    /// One instantiated ahead of the request.
+    Warm(WarmInstance),
+    /// One instantiated now, in the pool slot of this permit (none: not pooled).
+    Instantiate(Option<Permit>),
+}
+
 /// Engine-wide settings.
 #[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
@@ -757,14 +765,18 @@ impl Policy {
         clock: Clock,
     ) -> Evaluation {
         let started = Instant::now();
-        let ticks = self.deadline_ticks();
-        match self.warm_instance() {
-            Some(warm) => self.evaluate_warm(warm, session, request, clock, ticks, started),
-            None => {
-                let permit = self.permits.as_ref().map(Permits::acquire);
-                self.evaluate_fresh(permit, session, request, clock, ticks, started)
-            }
-        }
+        let instance = match self.warm_instance() {
+            Some(warm) => Fresh::Warm(warm),
+            None => Fresh::Instantiate(self.permits.as_ref().map(Permits::acquire)),
+        };
+        self.evaluate_in(
+            instance,
+            session,
+            request,
+            clock,
+            self.deadline_ticks(),
+            started,
+        )
     }
 
     /// [`Policy::evaluate`] for callers that must not block for long: it does not wait
@@ -781,19 +793,17 @@ impl Policy {
         let started = Instant::now();
         let own = self.deadline_ticks();
         let ticks = own.min(ticks_for(budget));
-        let evaluation = match self.warm_instance() {
-            Some(warm) => self.evaluate_warm(warm, session, request, clock, ticks, started),
-            None => {
-                let permit = match &self.permits {
-                    Some(permits) => match permits.try_acquire() {
-                        Some(permit) => Some(permit),
-                        None => return Attempt::Busy,
-                    },
-                    None => None,
-                };
-                self.evaluate_fresh(permit, session, request, clock, ticks, started)
-            }
+        let instance = match self.warm_instance() {
+            Some(warm) => Fresh::Warm(warm),
+            None => match &self.permits {
+                Some(permits) => match permits.try_acquire() {
+                    Some(permit) => Fresh::Instantiate(Some(permit)),
+                    None => return Attempt::Busy,
+                },
+                None => Fresh::Instantiate(None),
+            },
         };
+        let evaluation = self.evaluate_in(instance, session, request, clock, ticks, started);
         if ticks < own && matches!(evaluation.result, Err(EvalError::Timeout(_))) {
             return Attempt::OverBudget;
         }
@@ -810,45 +820,40 @@ impl Policy {
         self.warm.as_deref().and_then(WarmPool::take)
     }
 
-    fn evaluate_warm(
+    /// Evaluates in `instance` with a deadline of `deadline_ticks`.
+    fn evaluate_in(
         &self,
-        warm: WarmInstance,
+        instance: Fresh,
         session: &CheckoutSession,
         request: &PolicyRequest,
         clock: Clock,
         deadline_ticks: u64,
         started: Instant,
     ) -> Evaluation {
-        let WarmInstance {
-            mut store,
-            instance,
-            permit: _permit,
-        } = warm;
-        self.rearm(&mut store, clock);
-        store.set_epoch_deadline(deadline_ticks);
-        self.call(Ok(instance), store, session, request, started)
-    }
-
-    /// Instantiates and calls; `_permit` is the pool slot's, held until the store is gone.
-    fn evaluate_fresh(
-        &self,
-        _permit: Option<Permit>,
-        session: &CheckoutSession,
-        request: &PolicyRequest,
-        clock: Clock,
-        deadline_ticks: u64,
-        started: Instant,
-    ) -> Evaluation {
-        let mut store = self.store(clock);
-        store.set_epoch_deadline(deadline_ticks);
-        let instance =
-            self.pre
-                .instantiate(&mut store)
-                .map_err(|e| match classify(e, &self.limits) {
-                    EvalError::Trap(msg) => EvalError::Instantiate(msg),
-                    other => other,
-                });
-        self.call(instance, store, session, request, started)
+        match instance {
+            Fresh::Warm(WarmInstance {
+                mut store,
+                instance,
+                permit: _permit,
+            }) => {
+                self.rearm(&mut store, clock);
+                store.set_epoch_deadline(deadline_ticks);
+                self.call(Ok(instance), store, session, request, started)
+            }
+            // `_permit` is the pool slot's, held until the store is gone.
+            Fresh::Instantiate(_permit) => {
+                let mut store = self.store(clock);
+                store.set_epoch_deadline(deadline_ticks);
+                let instance =
+                    self.pre
+                        .instantiate(&mut store)
+                        .map_err(|e| match classify(e, &self.limits) {
+                            EvalError::Trap(msg) => EvalError::Instantiate(msg),
+                            other => other,
+                        });
+                self.call(instance, store, session, request, started)
+            }
+        }
     }
 
     /// Calls `evaluate` on the instance, checks the output and finishes.
