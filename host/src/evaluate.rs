@@ -8,7 +8,7 @@
 //! with its whole deadline (an evaluation has no effect outside its instance), and its
 //! streak is over. So a policy that turns slow holds a runtime thread for two epoch
 //! ticks at most (about 2 ms), once. At most [`InlineSlots`] evaluations run inline at
-//! once, one fewer than the runtime's workers. Everything else runs on the blocking pool.
+//! once, one per runtime worker. Everything else runs on the blocking pool.
 
 use crate::response::FlowError;
 use policy_engine::engine::QUICK_EVALUATION;
@@ -62,10 +62,9 @@ impl InlineSlots {
         }
     }
 
-    /// One fewer slot than the current runtime's workers.
+    /// One slot per worker of the current runtime.
     pub fn for_current_runtime() -> Self {
-        let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        Self::new(workers.saturating_sub(1))
+        Self::new(tokio::runtime::Handle::current().metrics().num_workers())
     }
 
     fn try_take(&self) -> Option<InlineSlot<'_>> {
