@@ -126,9 +126,12 @@ function subtotal(session) {
   return { amount, currency: currency.toLowerCase() };
 }
 
-// Coupon name: trimmed, at most 40 characters, absent when empty.
+// Coupon name: trimmed, at most 40 characters (code points), absent when empty. A string
+// of at most 40 UTF-16 units has at most 40 code points; only a longer one is split into
+// code points, which the interpreter does one iterator step at a time.
 function couponName(name) {
-  const trimmed = [...name.trim()].slice(0, 40).join('');
+  let trimmed = name.trim();
+  if (trimmed.length > 40) trimmed = [...trimmed].slice(0, 40).join('');
   return trimmed === '' ? undefined : trimmed;
 }
 
