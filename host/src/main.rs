@@ -102,6 +102,9 @@ async fn main() -> anyhow::Result<()> {
     client_config.connect_timeout = Duration::from_millis(s.connect_timeout_ms);
     client_config.request_timeout = Duration::from_millis(s.request_timeout_ms);
     let stripe = StripeClient::new(client_config)?;
+    if stripe.is_proxied() {
+        tracing::info!(api_base = %api_base, "Stripe calls go through the proxy the environment names");
+    }
 
     let engine = PolicyEngine::new(EngineConfig {
         limits: config.limits.clone(),

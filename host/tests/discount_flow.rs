@@ -338,3 +338,119 @@ async fn policies_see_and_cost_only_what_they_expand() {
         ]
     );
 }
+
+/// A forward HTTP proxy on loopback: relays each absolute-form request and keeps its
+/// method and URL.
+struct ForwardProxy {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ForwardProxy {
+    async fn start() -> ForwardProxy {
+        use axum::body::Body;
+        use axum::extract::Request;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let relay = reqwest::Client::builder().no_proxy().build().unwrap();
+        let app = axum::Router::new().fallback(move |request: Request| {
+            let (log, relay) = (log.clone(), relay.clone());
+            async move {
+                let (parts, body) = request.into_parts();
+                log.lock()
+                    .unwrap()
+                    .push(format!("{} {}", parts.method, parts.uri));
+                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                let mut headers = parts.headers.clone();
+                for hop in ["host", "connection", "proxy-connection", "content-length"] {
+                    headers.remove(hop);
+                }
+                let answer = relay
+                    .request(parts.method, parts.uri.to_string())
+                    .headers(headers)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let mut response = axum::http::Response::builder().status(answer.status());
+                for (name, value) in answer.headers() {
+                    if !matches!(
+                        name.as_str(),
+                        "connection" | "transfer-encoding" | "content-length"
+                    ) {
+                        response = response.header(name, value);
+                    }
+                }
+                response
+                    .body(Body::from(answer.bytes().await.unwrap()))
+                    .unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        ForwardProxy { url, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn stripe_calls_go_through_the_proxy_the_environment_names() {
+    let stripe = Stripe::start().await;
+    let proxy = ForwardProxy::start().await;
+    let dir = policy_dir(&["cart-threshold"]);
+    let id = stripe.session("usd", &[(6_000, 2)], None).await;
+
+    // Without a proxy in the environment the host calls Stripe directly.
+    let no_proxy: &[(&str, &str)] = &[
+        ("HTTP_PROXY", ""),
+        ("http_proxy", ""),
+        ("HTTPS_PROXY", ""),
+        ("https_proxy", ""),
+        ("ALL_PROXY", ""),
+        ("all_proxy", ""),
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+    ];
+    let host = Host::start_env(&stripe.url(), dir.path(), "", no_proxy);
+    let a = host
+        .post("/apply-cart-discount", json!({"checkout_session_id": id}))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
+    drop(host);
+
+    // With HTTP_PROXY set, both calls go through the proxy, and the flow is the same.
+    let mut env = no_proxy.to_vec();
+    env.push(("HTTP_PROXY", proxy.url.as_str()));
+    let host = Host::start_env(&stripe.url(), dir.path(), "", &env);
+    host.wait_for_log("Stripe calls go through the proxy").await;
+    let a = host
+        .post("/apply-cart-discount", json!({"checkout_session_id": id}))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["value"]["session"]["amount_discount"], 1_200);
+    let seen = proxy.seen();
+    let session = format!("{}/v1/checkout/sessions/{id}", stripe.url());
+    assert!(
+        seen.iter()
+            .any(|s| s.starts_with(&format!("GET {session}"))),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&format!("POST {session}")), "{seen:?}");
+    assert_eq!(stripe.updates_of(&id).await.len(), 2);
+
+    // NO_PROXY naming Stripe's host takes it out of the proxy's hands again.
+    env.push(("NO_PROXY", "127.0.0.1"));
+    let host2 = Host::start_env(&stripe.url(), dir.path(), "", &env);
+    let before = proxy.seen().len();
+    let a = host2
+        .post("/apply-cart-discount", json!({"checkout_session_id": id}))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(proxy.seen().len(), before);
+    drop(host);
+}

@@ -21,9 +21,14 @@
 
 use crate::error::{error_from_response, redact, snippet, StripeError};
 use crate::form;
+use crate::transport::{self, Transport};
 use crate::types::{CheckoutSession, Coupon, Customer, DiscountsUpdate, LineItem, List};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::Method;
+use bytes::Bytes;
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT as UA,
+};
+use http::{Method, Uri};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -159,14 +164,12 @@ pub struct StripeClient {
 
 /// Shared state of a [`StripeClient`].
 struct Inner {
-    /// Pooled HTTP client.
-    http: reqwest::Client,
+    /// Pooled HTTP transport.
+    http: Transport,
     /// Settings.
     config: ClientConfig,
-    /// `api_base`, parsed once: each request only sets its path and query.
-    base: reqwest::Url,
-    /// The path of `api_base` without a trailing slash, prefixed to every request path.
-    base_path: String,
+    /// `api_base` without a trailing slash: scheme, authority and path prefix.
+    base: String,
     /// Headers sent with every request (auth marked sensitive).
     headers: HeaderMap,
 }
@@ -196,9 +199,9 @@ struct Prepared {
     /// GET or POST.
     method: Method,
     /// Full URL including the query string.
-    url: reqwest::Url,
+    uri: Uri,
     /// Form body for POST.
-    body: Option<String>,
+    body: Option<Bytes>,
     /// `Idempotency-Key` for POST.
     idempotency_key: Option<String>,
 }
@@ -206,15 +209,21 @@ struct Prepared {
 impl StripeClient {
     /// Builds a client with one pooled connection manager; fails on an unusable key or base URL.
     pub fn new(config: ClientConfig) -> Result<Self, StripeError> {
-        let base = match reqwest::Url::parse(config.api_base.trim_end_matches('/')) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() => url,
+        let base = config.api_base.trim_end_matches('/').to_string();
+        let base_uri = match base.parse::<Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.host().is_some_and(|h| !h.is_empty())
+                    && uri.query().is_none() =>
+            {
+                uri
+            }
             _ => {
                 return Err(StripeError::InvalidRequest(
                     "api_base must be an absolute http(s) URL without a query".to_string(),
                 ))
             }
         };
-        let base_path = base.path().trim_end_matches('/').to_string();
         if config.secret_key.is_empty() {
             return Err(StripeError::InvalidRequest(
                 "the secret key is empty".to_string(),
@@ -236,29 +245,26 @@ impl StripeClient {
         headers.insert(AUTHORIZATION, auth);
         headers.insert(STRIPE_VERSION, version);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(UA, HeaderValue::from_static(USER_AGENT));
 
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .tcp_keepalive(Duration::from_secs(30))
-            // Never follow a redirect with the Authorization header.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                StripeError::InvalidRequest(format!(
-                    "cannot build the HTTP client: {}",
-                    redact(&e.to_string(), &config.secret_key)
-                ))
-            })?;
+        let settings = transport::Settings {
+            connect_timeout: config.connect_timeout,
+            pool_idle_timeout: Duration::from_secs(30),
+            pool_max_idle_per_host: 64,
+            tcp_keepalive: Duration::from_secs(30),
+        };
+        let proxies = hyper_util::client::proxy::matcher::Matcher::from_system();
+        let http = Transport::new(&settings, &base_uri, &proxies).map_err(|e| {
+            StripeError::InvalidRequest(format!(
+                "cannot build the HTTP client: {}",
+                redact(&e, &config.secret_key)
+            ))
+        })?;
         Ok(StripeClient {
             inner: Arc::new(Inner {
                 http,
                 config,
                 base,
-                base_path,
                 headers,
             }),
         })
@@ -267,6 +273,11 @@ impl StripeClient {
     /// The settings this client was built with.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// Whether calls go through a proxy from the environment (see [`crate::transport`]).
+    pub fn is_proxied(&self) -> bool {
+        self.inner.http.is_proxied()
     }
 
     /// `GET /v1/checkout/sessions/{id}` with `expand[]=...`.
@@ -538,19 +549,22 @@ impl StripeClient {
         } else {
             None
         };
-        let mut url = self.inner.base.clone();
-        url.set_path(&format!("{}{path}", self.inner.base_path));
+        let mut url = format!("{}{path}", self.inner.base);
         let body = if is_post {
-            Some(form::encode_pairs(&params))
+            Some(Bytes::from(form::encode_pairs(&params)))
         } else {
             if !params.is_empty() {
-                url.set_query(Some(&form::encode_pairs(&params)));
+                url.push('?');
+                url.push_str(&form::encode_pairs(&params));
             }
             None
         };
+        let uri = Uri::try_from(url).map_err(|e| {
+            StripeError::InvalidRequest(format!("the request URL is not valid: {e}"))
+        })?;
         let prepared = Prepared {
             method,
-            url,
+            uri,
             body,
             idempotency_key,
         };
@@ -640,29 +654,29 @@ impl StripeClient {
             (None, None) => (None, false),
         };
         let send = async {
-            let mut request = self
-                .inner
-                .http
-                .request(prepared.method.clone(), prepared.url.clone())
-                .headers(self.inner.headers.clone());
+            let mut request = http::Request::new(prepared.body.clone().unwrap_or_default());
+            *request.method_mut() = prepared.method.clone();
+            *request.uri_mut() = prepared.uri.clone();
+            let headers = request.headers_mut();
+            *headers = self.inner.headers.clone();
             if let Some(key) = &prepared.idempotency_key {
                 // Validated before the first attempt.
                 if let Ok(value) = HeaderValue::from_str(key) {
-                    request = request.header(IDEMPOTENCY_KEY, value);
+                    headers.insert(IDEMPOTENCY_KEY, value);
                 }
             }
-            if let Some(body) = &prepared.body {
-                request = request
-                    .header(
-                        CONTENT_TYPE,
-                        HeaderValue::from_static("application/x-www-form-urlencoded"),
-                    )
-                    .body(body.clone());
+            if prepared.body.is_some() {
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
             }
-            let mut response = request
-                .send()
+            let response = self
+                .inner
+                .http
+                .send(request)
                 .await
-                .map_err(|e| transport_error(&e, secret))?;
+                .map_err(|e| transport_error(e, secret))?;
             let status = response.status().as_u16();
             let headers = response.headers();
             let request_id = headers
@@ -677,10 +691,14 @@ impl StripeClient {
                     "false" => Some(false),
                     _ => None,
                 });
+            let mut incoming = response.into_body();
             let mut body = Vec::new();
             loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
+                match incoming.frame().await.transpose() {
+                    Ok(Some(frame)) => {
+                        let Ok(chunk) = frame.into_data() else {
+                            continue;
+                        };
                         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                             return Err(StripeError::InvalidResponse {
                                 status,
@@ -695,7 +713,8 @@ impl StripeClient {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        return Err(match transport_error(&e, secret) {
+                        let error = transport::SendError::connection(&*e);
+                        return Err(match transport_error(error, secret) {
                             StripeError::Connection(msg) => StripeError::Connection(format!(
                                 "response body interrupted (HTTP {status}{}): {msg}",
                                 request_id
@@ -704,7 +723,7 @@ impl StripeClient {
                                     .unwrap_or_default()
                             )),
                             other => other,
-                        })
+                        });
                     }
                 }
             }
@@ -726,24 +745,13 @@ impl StripeClient {
     }
 }
 
-/// Maps a reqwest failure to a connection error or timeout, without the URL or any secret.
-fn transport_error(error: &reqwest::Error, secret: &str) -> StripeError {
-    if error.is_timeout() {
+/// Maps a transport failure to a connection error or timeout, without any secret.
+fn transport_error(error: transport::SendError, secret: &str) -> StripeError {
+    if error.timed_out {
         return StripeError::Timeout;
     }
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    // reqwest puts the URL in parentheses; it holds no secret, but keep messages short.
-    let message = snippet(&redact(&message, secret), 500);
-    if error.is_builder() {
+    let message = snippet(&redact(&error.message, secret), 500);
+    if error.invalid_request {
         StripeError::InvalidRequest(message)
     } else {
         StripeError::Connection(message)

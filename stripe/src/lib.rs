@@ -4,6 +4,7 @@ pub mod client;
 pub mod error;
 pub mod form;
 pub mod totals;
+pub mod transport;
 pub mod types;
 
 pub use client::{idempotency_key, random_idempotency_key, ClientConfig, Response, StripeClient};

@@ -1039,3 +1039,74 @@ async fn extreme_config_values_do_not_panic() {
         .unwrap();
     assert_eq!(r.attempts, 1);
 }
+
+/// A TLS server on loopback with a self-signed certificate for `localhost`; it records
+/// whether each handshake completed.
+async fn self_signed_tls_server() -> (SocketAddr, Arc<Mutex<Vec<bool>>>) {
+    use tokio_rustls::rustls;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handshakes = Arc::new(Mutex::new(Vec::new()));
+    let log = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let done = acceptor.accept(tcp).await.is_ok();
+            log.lock().unwrap().push(done);
+        }
+    });
+    (addr, handshakes)
+}
+
+#[tokio::test]
+async fn https_bases_speak_tls_and_refuse_an_untrusted_certificate() {
+    let (addr, handshakes) = self_signed_tls_server().await;
+    let client = StripeClient::new(ClientConfig {
+        max_retries: 0,
+        ..fast_config(&format!("https://localhost:{}", addr.port()))
+    })
+    .unwrap();
+    let e = client
+        .retrieve_checkout_session("cs_test_1", &[], None)
+        .await
+        .unwrap_err();
+    match &e {
+        StripeError::Connection(message) => {
+            assert!(message.contains("certificate"), "{message}");
+            assert!(!message.contains(KEY));
+        }
+        other => panic!("expected a connection error, got {other:?}"),
+    }
+    // The client got as far as the server's certificate, and sent nothing after it.
+    for _ in 0..100 {
+        if !handshakes.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*handshakes.lock().unwrap(), vec![false]);
+
+    // A plain-HTTP server behind an https base: the TLS handshake fails, nothing is sent.
+    let server = Server::start(vec![Step::ok()]).await;
+    let client = StripeClient::new(ClientConfig {
+        max_retries: 0,
+        ..fast_config(&format!("https://{}", server.addr))
+    })
+    .unwrap();
+    let e = client
+        .retrieve_checkout_session("cs_test_1", &[], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StripeError::Connection(_)), "{e:?}");
+    assert!(server.seen().is_empty());
+}
