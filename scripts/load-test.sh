@@ -82,6 +82,12 @@ stub_pid=$!
 pids+=("$stub_pid")
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$STUB_PORT/v1/checkout/sessions/cs_x" >/dev/null && break; sleep 0.05; done
 
+# One storefront request to the discount route on port $1; succeeds on a 2xx.
+post_once() {
+    curl -fs -o /dev/null -X POST "http://127.0.0.1:$1$ROUTE" \
+        -H 'Content-Type: application/json' -d '{"checkout_session_id":"cs_test_startup"}'
+}
+
 # Starts the host on $1 (policy dir) with cache $2; sets host_pid and startup_ms
 # (launch to the first 200 on $3: "post" for the discount route, "get" for /healthz).
 start_host() {
@@ -94,8 +100,7 @@ start_host() {
     pids+=("$host_pid")
     for _ in $(seq 2000); do
         if [ "$3" = post ]; then
-            curl -fs -o /dev/null -X POST "http://127.0.0.1:$HOST_PORT$ROUTE" \
-                -H 'Content-Type: application/json' -d '{"checkout_session_id":"cs_test_startup"}' && break
+            post_once "$HOST_PORT" && break
         else
             curl -fs -o /dev/null "http://127.0.0.1:$HOST_PORT/healthz" && break
         fi
@@ -149,11 +154,7 @@ stop_host
 "$handwritten_bin" "127.0.0.1:$HANDWRITTEN_PORT" "http://127.0.0.1:$STUB_PORT" >"$work/handwritten.log" 2>&1 &
 hand_pid=$!
 pids+=("$hand_pid")
-for _ in $(seq 200); do
-    curl -fs -o /dev/null -X POST "http://127.0.0.1:$HANDWRITTEN_PORT$ROUTE" \
-        -H 'Content-Type: application/json' -d '{"checkout_session_id":"cs_test_startup"}' && break
-    sleep 0.02
-done
+for _ in $(seq 200); do post_once "$HANDWRITTEN_PORT" && break; sleep 0.02; done
 ticks0=$(cpu_ticks "$hand_pid")
 read -r hand_rps hand_p50 hand_p99 hand_err hand_n < <(run_wrk -s "$work/post.lua" "http://127.0.0.1:$HANDWRITTEN_PORT")
 hand_cpu=$(cpu_us_per_request $(( $(cpu_ticks "$hand_pid") - ticks0 )) "$hand_n")
