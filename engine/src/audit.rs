@@ -249,12 +249,32 @@ pub fn rfc3339_millis(unix_ms: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let mut out = String::with_capacity(24);
+    if y > 9999 {
+        out.push_str(&y.to_string());
+    } else {
+        push_digits(&mut out, y as u64, 4);
+    }
+    for (separator, value, width) in [
+        ('-', u64::from(m), 2),
+        ('-', u64::from(d), 2),
+        ('T', rem / 3600, 2),
+        (':', (rem % 3600) / 60, 2),
+        (':', rem % 60, 2),
+        ('.', ms, 3),
+    ] {
+        out.push(separator);
+        push_digits(&mut out, value, width);
+    }
+    out.push('Z');
+    out
+}
+
+/// Appends the last `width` decimal digits of `value`, zero-padded.
+fn push_digits(out: &mut String, value: u64, width: u32) {
+    for place in (0..width).rev() {
+        out.push(char::from(b'0' + (value / 10u64.pow(place) % 10) as u8));
+    }
 }
 
 /// Howard Hinnant's days-to-civil conversion.
@@ -281,6 +301,18 @@ mod tests {
         assert_eq!(
             rfc3339_millis(1_709_251_199_123),
             "2024-02-29T23:59:59.123Z"
+        );
+        assert_eq!(
+            rfc3339_millis(1_795_824_000_007),
+            "2026-11-28T00:00:00.007Z"
+        );
+        assert_eq!(
+            rfc3339_millis(253_402_300_799_999),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            rfc3339_millis(253_402_300_800_000),
+            "10000-01-01T00:00:00.000Z"
         );
     }
 

@@ -17,9 +17,27 @@ use axum::{Json, Router};
 use std::sync::Arc;
 use stripe_checkout::StripeClient;
 
-/// Everything a request handler needs.
+/// Everything a request handler needs, behind one `Arc`: axum clones the state
+/// for every request, and one shared count is cheaper than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Shares `shared` with every request.
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state every request handler reads.
+pub struct Shared {
     /// Host configuration.
     pub config: Arc<HostConfig>,
     /// Loaded policies.

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use discount_host::app::{self, AppState};
+use discount_host::app::{self, AppState, Shared};
 use discount_host::audit::AuditLog;
 use discount_host::auth::AdminToken;
 use discount_host::config::{HostConfig, LogFormat, LogSettings, ADMIN_TOKEN_ENV, SECRET_KEY_ENV};
@@ -140,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
     if !admin_token.enabled() {
         tracing::info!("no {ADMIN_TOKEN_ENV} set: the admin API and dashboard are off");
     }
-    let state = AppState {
+    let state = AppState::new(Shared {
         config: Arc::new(config),
         registry,
         stripe,
@@ -148,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
         audit: audit.clone(),
         admin_token,
         inline: Arc::new(discount_host::evaluate::InlineSlots::for_current_runtime()),
-    };
+    });
     println!("discount-host ready: listen=http://{addr} stripe={api_base}");
     for route in state.registry.snapshot().routes.keys() {
         println!("  route POST http://{addr}{route}");

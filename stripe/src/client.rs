@@ -843,19 +843,30 @@ pub fn random_idempotency_key() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut key = String::with_capacity(36);
+    for (i, group) in [&b[0..4], &b[4..6], &b[6..8], &b[8..10], &b[10..16]]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            key.push('-');
+        }
+        push_hex(&mut key, group);
+    }
+    key
 }
 
-/// The `Idempotency-Key` of one discounts update: sha256 of the session id, the canonical
-/// encoded `discounts` parameters and a per-storefront-request nonce (74 characters).
+/// Appends `bytes` as lowercase hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+}
+
+/// The `Idempotency-Key` of one discounts update: sha256 of the session id, a
+/// per-storefront-request nonce and the canonical `discounts` parameters (74 characters).
 ///
 /// Every retry attempt of the same logical update sends the same key (the client reuses it),
 /// so Stripe applies the update at most once. A different decision for the same session hashes
@@ -868,15 +879,23 @@ pub fn random_idempotency_key() -> String {
 /// to the storefront request that triggered the decision (e.g. its request id), the same across
 /// that request's own retries.
 pub fn idempotency_key(session_id: &str, update: &DiscountsUpdate, attempt_nonce: &str) -> String {
-    let params = form::encode_pairs(&form::encode_discounts_update(update));
     let mut hasher = Sha256::new();
-    hasher.update(b"stripe-checkout/discounts-update/v1");
-    for part in [session_id, params.as_str(), attempt_nonce] {
-        // Length-prefixed, so no two different triples hash the same input.
+    hasher.update(b"stripe-checkout/discounts-update/v2");
+    let pairs = form::encode_discounts_update(update);
+    let parts = [session_id, attempt_nonce].into_iter().chain(
+        pairs
+            .iter()
+            .flat_map(|(key, value)| [key.as_str(), value.as_str()]),
+    );
+    for part in parts {
+        // Length-prefixed, so no two different inputs hash the same bytes.
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
-    format!("discounts-{}", hex::encode(hasher.finalize()))
+    let mut key = String::with_capacity(74);
+    key.push_str("discounts-");
+    push_hex(&mut key, &hasher.finalize());
+    key
 }
 
 #[cfg(test)]
@@ -987,10 +1006,19 @@ mod tests {
         assert!(validate_idempotency_key(&k).is_ok());
         assert_eq!(k.len(), 74);
 
-        let u = random_idempotency_key();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert_ne!(u, random_idempotency_key());
+        for _ in 0..64 {
+            let u = random_idempotency_key();
+            assert_eq!(u.len(), 36, "{u}");
+            for (i, c) in u.chars().enumerate() {
+                match i {
+                    8 | 13 | 18 | 23 => assert_eq!(c, '-', "{u}"),
+                    14 => assert_eq!(c, '4', "version nibble of {u}"),
+                    19 => assert!("89ab".contains(c), "variant nibble of {u}"),
+                    _ => assert!(matches!(c, '0'..='9' | 'a'..='f'), "{u}"),
+                }
+            }
+            assert_ne!(u, random_idempotency_key());
+        }
         assert!(validate_idempotency_key(&"x".repeat(256)).is_err());
         assert!(validate_idempotency_key("a b").is_err());
         assert!(validate_idempotency_key("").is_err());
