@@ -71,7 +71,16 @@ function parsePercent(raw) {
   return [Number(`${m[1] || '0'}.${m[2] || '0'}`), undefined];
 }
 
+// The settings, parsed on the first call. They are the same for every call of a version, so
+// with `warm_up` the parsed settings are in the snapshot every instance starts from.
+let parsed;
+
 function settings() {
+  parsed ??= parseSettings();
+  return parsed;
+}
+
+function parseSettings() {
   const time = (key) => {
     const raw = config(key);
     if (raw === undefined) throw new ConfigError(key, '', 'is required');

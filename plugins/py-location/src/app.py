@@ -26,6 +26,8 @@ from wit_world.imports import host, types
 
 DEFAULT_NAME = "Regional discount"
 UNAVAILABLE = "This discount is unavailable right now"
+# Compiled when the module is, so when the component is built, not on a call.
+PERCENT = re.compile(r"(\d*)(?:\.(\d*))?")
 
 
 class ConfigError(Exception):
@@ -48,7 +50,7 @@ def config_percent(key: str) -> Optional[float]:
     text = raw.strip()
     if text.endswith("%"):
         text = text[:-1].rstrip()
-    match = re.fullmatch(r"(\d*)(?:\.(\d*))?", text)
+    match = PERCENT.fullmatch(text)
     if match is None or (match.group(1) == "" and not match.group(2)):
         raise ConfigError(key, raw, "not a decimal number such as 10 or 12.5")
     whole, frac = match.group(1), match.group(2) or ""
