@@ -3,7 +3,7 @@
 //! a load error, and the JavaScript and Python examples decide exactly as without it for
 //! less work. Needs `scripts/build-policies.sh` and `scripts/build-test-policies.sh`.
 
-use policy_engine::bindings::{Address, ShippingDetails};
+use policy_engine::bindings::{Address, Discount, ShippingDetails};
 use policy_engine::engine::LoadError;
 use policy_engine::{fixtures, mapping};
 use policy_engine::{
@@ -219,4 +219,52 @@ fn python_decides_alike_for_less_work() {
         warm < cold,
         "warmed {warm} against {cold} instructions for the same evaluations"
     );
+}
+
+/// The JavaScript example keeps its parsed settings in the snapshot: new settings must
+/// take a new snapshot and decide by them, and a bad value must fail on every call.
+#[test]
+fn settings_kept_in_the_snapshot_follow_the_settings() {
+    let during = 1_795_737_600; // 2026-11-27T00:00:00Z, inside the offer
+    let toml = std::fs::read_to_string(target().join("policies/js-time-limited.toml")).unwrap();
+    assert!(toml.contains("percent = \"20\""), "{toml}");
+    let with_percent = |percent: &str| {
+        let settings = PolicySettings::from_toml(
+            &toml.replace("percent = \"20\"", &format!("percent = \"{percent}\"")),
+        )
+        .unwrap();
+        assert!(settings.warm_up, "the example ships with warm_up");
+        settings
+    };
+    let wasm = read("policies", "js-time-limited");
+    let e = engine();
+    let session = fixtures::open_session("cs_test_js_settings", "usd", 5000);
+    for percent in [20.0, 10.0, 20.0] {
+        let policy = e
+            .load("js-time-limited", &wasm, with_percent(&percent.to_string()))
+            .unwrap();
+        for _ in 0..2 {
+            match evaluate(&policy, &session, during).result {
+                Ok(Decision::Apply(Discount::CouponData(coupon))) => {
+                    assert_eq!(coupon.percent_off, Some(percent))
+                }
+                other => panic!("percent {percent}: {other:?}"),
+            }
+        }
+    }
+    let policy = e
+        .load("js-time-limited", &wasm, with_percent("lots"))
+        .unwrap();
+    for _ in 0..2 {
+        let evaluation = evaluate(&policy, &session, during);
+        let logged = format!("{:?}", evaluation.logs);
+        assert!(
+            logged.contains("invalid time-limited configuration"),
+            "{logged}"
+        );
+        assert_eq!(
+            rejection(evaluation),
+            "This discount is unavailable right now"
+        );
+    }
 }
