@@ -279,10 +279,39 @@ pub struct Policy {
     pace: Arc<Pace>,
 }
 
-/// An evaluation at most this long (instantiation and call) counts as quick.
+/// An evaluation that used at most this much CPU time (instantiation and call) counts
+/// as quick; time its thread spent preempted does not count.
 pub const QUICK_EVALUATION: Duration = Duration::from_millis(1);
+/// An evaluation stopped at its inline budget after less CPU time than this was
+/// preempted rather than slow, and keeps its policy's streak.
+const PREEMPTED_BELOW: Duration = Duration::from_micros(500);
 /// Consecutive quick evaluations after which a policy version counts as reliably quick.
 pub const QUICK_STREAK: u32 = 32;
+
+/// When an evaluation started, by the wall clock and by its thread's CPU clock.
+#[derive(Debug, Clone, Copy)]
+struct Started {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Started {
+    fn now() -> Self {
+        Started {
+            wall: Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+}
+
+/// CPU time the calling thread has used so far (user and system).
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
 
 /// How a policy version's recent evaluations went: the run of quick ones so far.
 #[derive(Debug, Default)]
@@ -292,16 +321,21 @@ struct Pace {
 
 impl Pace {
     /// Extends the streak after a quick evaluation, ends it after a slow one.
-    fn record(&self, wall: Duration) {
-        if wall <= QUICK_EVALUATION {
+    fn record(&self, cpu: Duration) {
+        if cpu <= QUICK_EVALUATION {
             let _ = self
                 .quick_streak
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                     (n < QUICK_STREAK).then_some(n + 1)
                 });
         } else {
-            self.quick_streak.store(0, Ordering::Relaxed);
+            self.end_streak();
         }
+    }
+
+    /// Ends the streak.
+    fn end_streak(&self) {
+        self.quick_streak.store(0, Ordering::Relaxed);
     }
 }
 
@@ -764,7 +798,7 @@ impl Policy {
         request: &PolicyRequest,
         clock: Clock,
     ) -> Evaluation {
-        let started = Instant::now();
+        let started = Started::now();
         let instance = match self.warm_instance() {
             Some(warm) => Fresh::Warm(warm),
             None => Fresh::Instantiate(self.permits.as_ref().map(Permits::acquire)),
@@ -790,7 +824,7 @@ impl Policy {
         clock: Clock,
         budget: Duration,
     ) -> Attempt {
-        let started = Instant::now();
+        let started = Started::now();
         let own = self.deadline_ticks();
         let ticks = own.min(ticks_for(budget));
         let instance = match self.warm_instance() {
@@ -805,6 +839,11 @@ impl Policy {
         };
         let evaluation = self.evaluate_in(instance, session, request, clock, ticks, started);
         if ticks < own && matches!(evaluation.result, Err(EvalError::Timeout(_))) {
+            // Stopped at the budget. Unless its thread was off the CPU for most of it
+            // (preempted), the policy ran that long: its streak is over.
+            if thread_cpu_time().saturating_sub(started.cpu) >= PREEMPTED_BELOW {
+                self.pace.end_streak();
+            }
             return Attempt::OverBudget;
         }
         Attempt::Done(evaluation)
@@ -828,7 +867,7 @@ impl Policy {
         request: &PolicyRequest,
         clock: Clock,
         deadline_ticks: u64,
-        started: Instant,
+        started: Started,
     ) -> Evaluation {
         match instance {
             Fresh::Warm(WarmInstance {
@@ -863,7 +902,7 @@ impl Policy {
         mut store: Store<StoreState>,
         session: &CheckoutSession,
         request: &PolicyRequest,
-        started: Instant,
+        started: Started,
     ) -> Evaluation {
         let result = instance
             .and_then(|instance| {
@@ -880,10 +919,11 @@ impl Policy {
         &self,
         store: Store<StoreState>,
         result: Result<Decision, EvalError>,
-        started: Instant,
+        started: Started,
     ) -> Evaluation {
-        let wall = started.elapsed();
-        self.pace.record(wall);
+        let wall = started.wall.elapsed();
+        self.pace
+            .record(thread_cpu_time().saturating_sub(started.cpu));
         let fuel_left = store.get_fuel().unwrap_or(0);
         let state = store.into_data();
         Evaluation {
@@ -1022,6 +1062,28 @@ fn refill(builder: Policy, pool: Weak<WarmPool>, target: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pace_counts_cpu_time_not_time_off_the_cpu() {
+        let before = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(50));
+        let slept = thread_cpu_time().saturating_sub(before);
+        assert!(slept < Duration::from_millis(10), "sleeping used {slept:?}");
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(spin.elapsed());
+        }
+        let spun = thread_cpu_time().saturating_sub(before);
+        assert!(spun > slept, "spinning used {spun:?}");
+
+        let pace = Pace::default();
+        for _ in 0..QUICK_STREAK {
+            pace.record(slept);
+        }
+        assert_eq!(pace.quick_streak.load(Ordering::Relaxed), QUICK_STREAK);
+        pace.record(QUICK_EVALUATION + Duration::from_micros(1));
+        assert_eq!(pace.quick_streak.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn header_check_names_the_problem() {

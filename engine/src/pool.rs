@@ -109,8 +109,14 @@ impl PoolSettings {
 /// A counting semaphore for blocking callers: bounds concurrent pooled instances
 /// so a burst waits for a slot instead of failing on an exhausted pool.
 pub(crate) struct Permits {
-    free: Mutex<u32>,
+    state: Mutex<Count>,
     freed: Condvar,
+}
+
+/// Free permits, and callers waiting for one.
+struct Count {
+    free: u32,
+    waiting: u32,
 }
 
 /// One held permit, given back on drop.
@@ -120,38 +126,51 @@ impl Permits {
     /// `n` permits.
     pub(crate) fn new(n: u32) -> Self {
         Permits {
-            free: Mutex::new(n.max(1)),
+            state: Mutex::new(Count {
+                free: n.max(1),
+                waiting: 0,
+            }),
             freed: Condvar::new(),
         }
     }
 
+    fn count(&self) -> std::sync::MutexGuard<'_, Count> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Waits for a permit.
     pub(crate) fn acquire(self: &Arc<Self>) -> Permit {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        let mut count = self.count();
+        while count.free == 0 {
+            count.waiting += 1;
+            count = self.freed.wait(count).unwrap_or_else(|p| p.into_inner());
+            count.waiting -= 1;
         }
-        *free -= 1;
+        count.free -= 1;
         Permit(self.clone())
     }
 
     /// A permit if one is free now.
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        if *free == 0 {
+        let mut count = self.count();
+        if count.free == 0 {
             return None;
         }
-        *free -= 1;
+        count.free -= 1;
         Some(Permit(self.clone()))
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
-        *free += 1;
-        drop(free);
-        self.0.freed.notify_one();
+        let mut count = self.0.count();
+        count.free += 1;
+        // A notify is a futex syscall even with nobody waiting; most drops have no waiter.
+        let wake = count.waiting > 0;
+        drop(count);
+        if wake {
+            self.0.freed.notify_one();
+        }
     }
 }
 
@@ -172,6 +191,32 @@ mod tests {
         assert!(!waiter.is_finished(), "second acquire waits");
         drop(held);
         waiter.join().unwrap();
+    }
+
+    #[test]
+    fn every_waiter_gets_a_permit_in_turn() {
+        let permits = Arc::new(Permits::new(2));
+        let held = [permits.acquire(), permits.acquire()];
+        let in_use = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let waiters: Vec<_> = (0..6)
+            .map(|_| {
+                let (permits, in_use) = (permits.clone(), in_use.clone());
+                std::thread::spawn(move || {
+                    let _p = permits.acquire();
+                    let now = in_use.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    in_use.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    now
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(permits.count().waiting, 6, "all six wait");
+        drop(held);
+        let most = waiters.into_iter().map(|w| w.join().unwrap()).max();
+        assert!(most <= Some(2), "never more than two at once: {most:?}");
+        let count = permits.count();
+        assert_eq!((count.free, count.waiting), (2, 0));
     }
 
     #[test]

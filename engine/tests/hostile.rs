@@ -351,6 +351,21 @@ fn done(a: Attempt) -> policy_engine::Evaluation {
     }
 }
 
+/// Quick evaluations until `p` is reliably quick: at least [`QUICK_STREAK`], and a few
+/// streaks' worth at most (CPU time over the threshold restarts it, as on a busy machine).
+fn earn_the_streak(p: &Policy) {
+    let mut runs = 0;
+    while !p.is_reliably_quick() {
+        runs += 1;
+        assert!(
+            runs < 10 * QUICK_STREAK,
+            "never reliably quick: {runs} runs"
+        );
+        assert!(matches!(done(attempt(p, false)).result, Ok(Decision::Keep)));
+    }
+    assert!(runs >= QUICK_STREAK || runs == 0, "earned in {runs} runs");
+}
+
 #[test]
 fn a_version_earns_a_quick_streak_and_one_slow_evaluation_ends_it() {
     let e = engine();
@@ -366,20 +381,7 @@ fn a_version_earns_a_quick_streak_and_one_slow_evaluation_ends_it() {
         !p.is_reliably_quick(),
         "a new version has shown nothing yet"
     );
-    for _ in 1..QUICK_STREAK {
-        assert!(matches!(quick(&p).result, Ok(Decision::Keep)));
-    }
-    // One more quick run completes the streak; a scheduling hiccup over the quick
-    // threshold restarts it, so allow a few streaks' worth of runs on a busy machine.
-    let mut runs = 0;
-    while !p.is_reliably_quick() {
-        runs += 1;
-        assert!(
-            runs < 10 * QUICK_STREAK,
-            "never reliably quick: {runs} runs"
-        );
-        assert!(matches!(quick(&p).result, Ok(Decision::Keep)));
-    }
+    earn_the_streak(&p);
     // A clone shares the record: it is the same version.
     assert!(p.clone().is_reliably_quick());
 
@@ -395,6 +397,24 @@ fn a_version_earns_a_quick_streak_and_one_slow_evaluation_ends_it() {
     assert!(!p.is_reliably_quick(), "a slow evaluation ends the streak");
     assert!(matches!(quick(&p).result, Ok(Decision::Keep)));
     assert!(!p.is_reliably_quick(), "one quick run does not restore it");
+}
+
+#[test]
+fn a_version_stopped_at_its_inline_budget_loses_its_streak() {
+    let e = engine();
+    let p = hostile(
+        &e,
+        "spin-when-asked",
+        "fuel = 1_000_000_000_000_000\ntimeout_ms = 5_000",
+    );
+    // A stop while the thread was preempted keeps the streak, and a busy machine can
+    // preempt this one: a few tries, each after earning the streak again.
+    let ended = (0..5).any(|_| {
+        earn_the_streak(&p);
+        assert!(matches!(attempt(&p, true), Attempt::OverBudget));
+        !p.is_reliably_quick()
+    });
+    assert!(ended, "a policy stopped at the budget kept its streak");
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub struct HostConfig {
     pub max_body_bytes: usize,
     /// Longest a storefront request may take, Stripe retries included, in milliseconds.
     pub request_deadline_ms: u64,
+    /// Threads serving the storefront, each a single-threaded runtime; 0: one per CPU.
+    pub serving_threads: usize,
     /// How the host reaches Stripe.
     pub stripe: StripeSettings,
     /// The embedded Stripe emulator, used when no secret key is set.
@@ -53,6 +55,7 @@ impl Default for HostConfig {
             cache_dir: Some(PathBuf::from("target/policy-cache")),
             max_body_bytes: 16 * 1024,
             request_deadline_ms: 8_000,
+            serving_threads: 0,
             stripe: StripeSettings::default(),
             emulator: EmulatorSettings::default(),
             limits: Limits::default(),
@@ -208,5 +211,21 @@ impl HostConfig {
     /// The storefront request deadline.
     pub fn request_deadline(&self) -> Duration {
         Duration::from_millis(self.request_deadline_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_is_the_defaults_but_its_caps() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host.example.toml");
+        let mut example = HostConfig::from_file(&path).unwrap();
+        assert_eq!(example.caps.max_percent_off, Some(50.0));
+        assert_eq!(example.caps.max_amount_off.get("usd"), Some(&5000));
+        example.caps = Caps::default();
+        let as_json = |c: &HostConfig| serde_json::to_value(c).unwrap();
+        assert_eq!(as_json(&example), as_json(&HostConfig::default()));
     }
 }

@@ -8,7 +8,7 @@
 //! with its whole deadline (an evaluation has no effect outside its instance), and its
 //! streak is over. So a policy that turns slow holds a runtime thread for two epoch
 //! ticks at most (about 2 ms), once. At most [`InlineSlots`] evaluations run inline at
-//! once, one per runtime worker. Everything else runs on the blocking pool.
+//! once, one per serving thread ([`crate::serve`]). Everything else runs on the blocking pool.
 
 use crate::response::FlowError;
 use policy_engine::engine::QUICK_EVALUATION;
@@ -60,11 +60,6 @@ impl InlineSlots {
         InlineSlots {
             free: AtomicUsize::new(n),
         }
-    }
-
-    /// One slot per worker of the current runtime.
-    pub fn for_current_runtime() -> Self {
-        Self::new(tokio::runtime::Handle::current().metrics().num_workers())
     }
 
     fn try_take(&self) -> Option<InlineSlot<'_>> {

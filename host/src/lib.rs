@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod response;
 pub mod retrieve;
+pub mod serve;
 pub mod trace;
 pub mod update;
 pub mod watch;

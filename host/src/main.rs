@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use discount_host::app::{self, AppState, Shared};
+use discount_host::app::{AppState, Shared};
 use discount_host::audit::AuditLog;
 use discount_host::auth::AdminToken;
 use discount_host::config::{HostConfig, LogFormat, LogSettings, ADMIN_TOKEN_ENV, SECRET_KEY_ENV};
@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
     client_config.max_network_retry_delay = Duration::from_millis(s.max_retry_delay_ms);
     client_config.connect_timeout = Duration::from_millis(s.connect_timeout_ms);
     client_config.request_timeout = Duration::from_millis(s.request_timeout_ms);
-    let stripe = StripeClient::new(client_config)?;
+    let stripe = StripeClient::new(client_config.clone())?;
     if stripe.is_proxied() {
         tracing::info!(api_base = %api_base, "Stripe calls go through the proxy the environment names");
     }
@@ -140,25 +140,37 @@ async fn main() -> anyhow::Result<()> {
     if !admin_token.enabled() {
         tracing::info!("no {ADMIN_TOKEN_ENV} set: the admin API and dashboard are off");
     }
-    let state = AppState::new(Shared {
-        config: Arc::new(config),
-        registry,
-        stripe,
-        locks: Arc::new(SessionLocks::default()),
-        audit: audit.clone(),
-        admin_token,
-        inline: Arc::new(discount_host::evaluate::InlineSlots::for_current_runtime()),
-    });
+    let threads = discount_host::serve::thread_count(config.serving_threads);
+    let shared = {
+        let (config, registry, audit) = (Arc::new(config), registry.clone(), audit.clone());
+        let inline = Arc::new(discount_host::evaluate::InlineSlots::new(threads));
+        let locks = Arc::new(SessionLocks::default());
+        move |stripe: StripeClient| Shared {
+            config: config.clone(),
+            registry: registry.clone(),
+            stripe,
+            locks: locks.clone(),
+            audit: audit.clone(),
+            admin_token: admin_token.clone(),
+            inline: inline.clone(),
+        }
+    };
+    drop(stripe);
+    let serving = discount_host::serve::start(listener, threads, move || {
+        // Each thread's own connection pool: its connections are driven on that thread.
+        Ok(AppState::new(shared(StripeClient::new(
+            client_config.clone(),
+        )?)))
+    })?;
     println!("discount-host ready: listen=http://{addr} stripe={api_base}");
-    for route in state.registry.snapshot().routes.keys() {
+    for route in registry.snapshot().routes.keys() {
         println!("  route POST http://{addr}{route}");
     }
     for session in &demo {
         println!("  demo session {} ({})", session.id, session.note);
     }
     if let Some(session) = demo.first() {
-        let route = state
-            .registry
+        let route = registry
             .snapshot()
             .routes
             .keys()
@@ -170,9 +182,8 @@ async fn main() -> anyhow::Result<()> {
     use std::io::Write;
     std::io::stdout().flush().ok();
 
-    axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    shutdown_signal().await;
+    serving.shutdown().await;
     // Every in-flight request has finished: write out the audit queue.
     audit.close();
     if let Some(writer) = audit_writer {

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub audit_dropped: IntCounterVec,
     /// Evaluations by where they ran (`inline` or `blocking`).
     pub evaluations: IntCounterVec,
+    /// Storefront connections accepted, by the serving thread they were handed to.
+    pub connections: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -141,6 +143,11 @@ impl Metrics {
                 "Policy evaluations by where they ran: inline on the runtime or on the blocking pool.",
                 &["placement"],
             ),
+            connections: counter(
+                "discount_connections_total",
+                "Storefront connections accepted, by the serving thread they were handed to.",
+                &["thread"],
+            ),
         };
         let r = &m.registry;
         for c in [
@@ -154,6 +161,7 @@ impl Metrics {
             &m.load_failures,
             &m.audit_dropped,
             &m.evaluations,
+            &m.connections,
         ] {
             r.register(Box::new(c.clone())).expect("unique metric");
         }

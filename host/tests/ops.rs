@@ -620,6 +620,63 @@ async fn dry_run_evaluates_without_updating_stripe() {
 }
 
 #[tokio::test]
+async fn connections_are_shared_out_across_the_serving_threads() {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(&["cart-threshold"]);
+    let host = Host::start(&stripe.url(), dir.path(), "serving_threads = 3\n");
+    let before = scrape(&host).await;
+    let handed = |text: &str| -> Vec<f64> {
+        ["0", "1", "2"]
+            .iter()
+            .map(|t| sample(text, "discount_connections_total", &[("thread", t)]))
+            .collect()
+    };
+    // Six connections (a client each), two requests on each; one session per connection
+    // and the same session from two connections at once.
+    let shared = stripe.session("usd", &[(6_000, 2)], None).await;
+    let mut calls = Vec::new();
+    for i in 0..6 {
+        let own = stripe.session("usd", &[(6_000 + i * 1_000, 2)], None).await;
+        let url = format!("{}{ROUTE}", host.url);
+        let shared = shared.clone();
+        calls.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut answers = Vec::new();
+            for id in [own, shared] {
+                let r = client
+                    .post(&url)
+                    .json(&json!({"checkout_session_id": id}))
+                    .send()
+                    .await
+                    .unwrap();
+                answers.push((r.status().as_u16(), r.json::<Value>().await.unwrap()));
+            }
+            answers
+        }));
+    }
+    for call in calls {
+        for (status, body) in call.await.unwrap() {
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["value"]["decision"]["type"], "apply", "{body}");
+        }
+    }
+    let after = scrape(&host).await;
+    let per_thread: Vec<f64> = handed(&after)
+        .iter()
+        .zip(handed(&before))
+        .map(|(a, b)| a - b)
+        .collect();
+    // The six clients and the scrape after them (a connection each).
+    assert_eq!(per_thread.iter().sum::<f64>(), 7.0, "{after}");
+    assert!(
+        per_thread.iter().all(|n| (2.0..=3.0).contains(n)),
+        "handed out in turn: {per_thread:?}"
+    );
+    // Twelve requests, one update each: the shared session was updated six times.
+    assert_eq!(stripe.updates_of(&shared).await.len(), 6);
+}
+
+#[tokio::test]
 async fn sigterm_drains_in_flight_requests() {
     let stripe = Stripe::start().await;
     let dir = policy_dir(&["cart-threshold"]);
