@@ -156,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     drop(stripe);
-    let serving = discount_host::serve::start(listener, threads, move || {
+    let mut serving = discount_host::serve::start(listener, threads, move || {
         // Each thread's own connection pool: its connections are driven on that thread.
         Ok(AppState::new(shared(StripeClient::new(
             client_config.clone(),
@@ -182,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
     use std::io::Write;
     std::io::stdout().flush().ok();
 
-    shutdown_signal().await;
+    let served = serving.until(shutdown_signal()).await;
     serving.shutdown().await;
     // Every in-flight request has finished: write out the audit queue.
     audit.close();
@@ -195,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(emulator) = emulator {
         emulator.shutdown().await;
     }
-    Ok(())
+    served
 }
 
 /// Logs to stderr, as text or JSON (`[log] format`, or `DISCOUNT_HOST_LOG_FORMAT`).

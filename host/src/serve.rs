@@ -23,7 +23,7 @@ pub fn thread_count(configured: usize) -> usize {
 pub struct Serving {
     threads: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
-    acceptor: tokio::task::JoinHandle<()>,
+    acceptor: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Connections handed to one serving thread; axum serves it like a socket.
@@ -124,32 +124,47 @@ pub fn start(
             Err(_) => anyhow::bail!("a serving thread ended while starting"),
         }
     }
-    let acceptor = tokio::spawn(accept(listener, senders, stopped));
+    let handoffs = senders
+        .into_iter()
+        .enumerate()
+        .map(|(thread, connections)| Handoff {
+            thread,
+            connections,
+            handed: crate::metrics::global()
+                .connections
+                .with_label_values(&[thread.to_string().as_str()]),
+        })
+        .collect();
+    let acceptor = tokio::spawn(accept(listener, handoffs, stopped));
     Ok(Serving {
         threads: handles,
         stop,
-        acceptor,
+        acceptor: Some(acceptor),
     })
 }
 
+/// A connection on its way to a serving thread.
+type Connection = (std::net::TcpStream, SocketAddr);
+
+/// One serving thread, as the acceptor sees it.
+struct Handoff {
+    thread: usize,
+    connections: mpsc::UnboundedSender<Connection>,
+    handed: prometheus::IntCounter,
+}
+
 /// Accepts connections and hands them to the serving threads in turn, until stopped.
+/// Fails once every serving thread has stopped.
 async fn accept(
     listener: TcpListener,
-    threads: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+    mut threads: Vec<Handoff>,
     mut stopped: watch::Receiver<bool>,
-) {
-    let handed: Vec<_> = (0..threads.len())
-        .map(|i| {
-            crate::metrics::global()
-                .connections
-                .with_label_values(&[i.to_string().as_str()])
-        })
-        .collect();
+) -> anyhow::Result<()> {
     let mut next = 0;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stopped.wait_for(|stop| *stop) => return,
+            _ = stopped.wait_for(|stop| *stop) => return Ok(()),
         };
         let (stream, peer) = match accepted {
             Ok(connection) => connection,
@@ -161,13 +176,31 @@ async fn accept(
                 continue;
             }
         };
-        match stream.into_std() {
-            Ok(stream) => {
-                threads[next].send((stream, peer)).ok();
-                handed[next].inc();
-                next = (next + 1) % threads.len();
+        let mut connection = match stream.into_std() {
+            Ok(stream) => (stream, peer),
+            Err(e) => {
+                tracing::warn!(error = %e, %peer, "dropping a connection");
+                continue;
             }
-            Err(e) => tracing::warn!(error = %e, %peer, "dropping a connection"),
+        };
+        loop {
+            anyhow::ensure!(!threads.is_empty(), "every serving thread stopped");
+            next %= threads.len();
+            match threads[next].connections.send(connection) {
+                Ok(()) => {
+                    threads[next].handed.inc();
+                    next += 1;
+                    break;
+                }
+                Err(mpsc::error::SendError(back)) => {
+                    let gone = threads.remove(next);
+                    tracing::error!(
+                        thread = gone.thread,
+                        "a serving thread stopped: the others take its connections"
+                    );
+                    connection = back;
+                }
+            }
         }
     }
 }
@@ -182,11 +215,30 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 }
 
 impl Serving {
+    /// Serves until `signal` completes, or fails once every serving thread has stopped.
+    pub async fn until(
+        &mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let Some(acceptor) = self.acceptor.as_mut() else {
+            return Ok(());
+        };
+        tokio::select! {
+            () = signal => Ok(()),
+            ended = acceptor => {
+                self.acceptor = None;
+                ended?
+            }
+        }
+    }
+
     /// Stops accepting, lets every in-flight request finish, and waits for the threads.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.stop.send(true).ok();
-        self.acceptor.await.ok();
-        let threads = self.threads;
+        if let Some(acceptor) = self.acceptor.take() {
+            acceptor.await.ok();
+        }
+        let threads = std::mem::take(&mut self.threads);
         tokio::task::spawn_blocking(move || {
             for thread in threads {
                 if thread.join().is_err() {
@@ -202,6 +254,67 @@ impl Serving {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Handoffs for `n` threads, with their receiving ends.
+    fn handoffs(n: usize) -> (Vec<Handoff>, Vec<mpsc::UnboundedReceiver<Connection>>) {
+        (0..n)
+            .map(|thread| {
+                let (connections, rx) = mpsc::unbounded_channel();
+                let handed = prometheus::IntCounter::new("handed", "handed").unwrap();
+                let handoff = Handoff {
+                    thread,
+                    connections,
+                    handed,
+                };
+                (handoff, rx)
+            })
+            .unzip()
+    }
+
+    #[tokio::test]
+    async fn connections_go_round_and_skip_a_stopped_thread() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (threads, mut rx) = handoffs(3);
+        let counters: Vec<_> = threads.iter().map(|t| t.handed.clone()).collect();
+        drop(rx.remove(1));
+        let (stop, stopped) = watch::channel(false);
+        let acceptor = tokio::spawn(accept(listener, threads, stopped));
+        let mut clients = Vec::new();
+        for _ in 0..6 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+        }
+        for live in &mut rx {
+            for _ in 0..3 {
+                let (stream, peer) = live.recv().await.unwrap();
+                assert_eq!(stream.local_addr().unwrap(), addr);
+                assert!(peer.ip().is_loopback());
+            }
+        }
+        let handed: Vec<u64> = counters.iter().map(|c| c.get()).collect();
+        assert_eq!(handed, [3, 0, 3]);
+        stop.send(true).unwrap();
+        acceptor.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_acceptor_fails_once_every_thread_has_stopped() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (threads, rx) = handoffs(2);
+        drop(rx);
+        let (_stop, stopped) = watch::channel(false);
+        let acceptor = tokio::spawn(accept(listener, threads, stopped));
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), acceptor)
+            .await
+            .expect("the acceptor ends")
+            .unwrap();
+        assert!(ended
+            .unwrap_err()
+            .to_string()
+            .contains("every serving thread stopped"));
+    }
 
     #[test]
     fn zero_threads_is_one_per_cpu() {
