@@ -28,7 +28,7 @@ pub struct Serving {
 
 /// Connections handed to one serving thread; axum serves it like a socket.
 struct Handed {
-    connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    connections: mpsc::UnboundedReceiver<Connection>,
     local: SocketAddr,
 }
 
@@ -55,8 +55,8 @@ impl Listener for Handed {
 }
 
 /// Starts `threads` serving threads for `listener`; `state` makes each thread's
-/// state (called on that thread, inside its runtime). Must run inside a tokio runtime,
-/// which runs the acceptor.
+/// state (called on that thread, inside its runtime). Returns once every thread is
+/// ready. Must run inside a tokio runtime, which runs the acceptor.
 pub fn start(
     listener: TcpListener,
     threads: usize,
