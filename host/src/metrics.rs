@@ -47,7 +47,8 @@ pub struct Metrics {
     pub audit_dropped: IntCounterVec,
     /// Evaluations by where they ran (`inline` or `blocking`).
     pub evaluations: IntCounterVec,
-    /// Storefront connections accepted, by the serving thread they were handed to.
+    /// Storefront connections accepted, by the serving thread they were handed to
+    /// (counted as they are handed over).
     pub connections: IntCounterVec,
 }
 
