@@ -399,14 +399,19 @@ fn a_version_earns_a_quick_streak_and_one_slow_evaluation_ends_it() {
     assert!(!p.is_reliably_quick(), "one quick run does not restore it");
 }
 
+/// `spin-when-asked` with fuel and a deadline far beyond an inline budget.
+fn spinner_stopped_by_the_budget(e: &PolicyEngine) -> Policy {
+    hostile(
+        e,
+        "spin-when-asked",
+        "fuel = 1_000_000_000_000_000\ntimeout_ms = 5_000",
+    )
+}
+
 #[test]
 fn a_version_stopped_at_its_inline_budget_loses_its_streak() {
     let e = engine();
-    let p = hostile(
-        &e,
-        "spin-when-asked",
-        "fuel = 1_000_000_000_000_000\ntimeout_ms = 5_000",
-    );
+    let p = spinner_stopped_by_the_budget(&e);
     // A stop while the thread was preempted keeps the streak, and a busy machine can
     // preempt this one: a few tries, each after earning the streak again.
     let ended = (0..5).any(|_| {
@@ -420,11 +425,7 @@ fn a_version_stopped_at_its_inline_budget_loses_its_streak() {
 #[test]
 fn a_budgeted_attempt_stops_the_policy_at_the_budget_not_its_deadline() {
     let e = engine();
-    let p = hostile(
-        &e,
-        "spin-when-asked",
-        "fuel = 1_000_000_000_000_000\ntimeout_ms = 5_000",
-    );
+    let p = spinner_stopped_by_the_budget(&e);
     let started = std::time::Instant::now();
     assert!(matches!(attempt(&p, true), Attempt::OverBudget));
     assert!(
