@@ -2,12 +2,12 @@
 //! host's log attributed to the policy.
 //!
 //! Where it runs: a policy version that has been reliably quick
-//! ([`Policy::is_reliably_quick`]) is evaluated on the async runtime's own thread,
-//! which saves two thread hand-offs per request, and is stopped there after
-//! [`QUICK_EVALUATION`]. One that ran past that is evaluated again on the blocking pool
-//! with its whole deadline (an evaluation has no effect outside its instance), and its
-//! streak is over. So a policy that turns slow holds a runtime thread for two epoch
-//! ticks at most (about 2 ms), once. At most [`InlineSlots`] evaluations run inline at
+//! ([`Policy::is_reliably_quick`]) is evaluated on its serving thread, which saves
+//! two thread hand-offs per request, and is stopped there after [`QUICK_EVALUATION`].
+//! One that ran past that is evaluated again on the blocking pool with its whole
+//! deadline (an evaluation has no effect outside its instance), and its streak is over
+//! unless its thread was preempted. So a policy that turns slow holds a serving thread
+//! for two epoch ticks at most (about 2 ms), once. At most [`InlineSlots`] evaluations run inline at
 //! once, one per serving thread ([`crate::serve`]). Everything else runs on the blocking pool.
 
 use crate::response::FlowError;
@@ -17,10 +17,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Where evaluations ran: on the runtime's thread or on the blocking pool.
+/// Where evaluations ran: on the serving thread or on the blocking pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// On the async runtime's worker thread.
+    /// On the serving thread.
     Inline,
     /// On tokio's blocking pool.
     Blocking,
@@ -39,7 +39,7 @@ impl Placement {
     }
 }
 
-/// Slots for evaluations on the async runtime's own threads.
+/// Slots for evaluations on the serving threads themselves.
 #[derive(Debug)]
 pub struct InlineSlots {
     free: AtomicUsize,
