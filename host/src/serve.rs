@@ -97,11 +97,7 @@ pub fn start(
                     drop(ready);
                     let listener = Handed { connections, local };
                     let shutdown = async move {
-                        while !*stopped.borrow_and_update() {
-                            if stopped.changed().await.is_err() {
-                                break;
-                            }
-                        }
+                        stopped.wait_for(|stop| *stop).await.ok();
                     };
                     if let Err(e) = axum::serve(listener, app)
                         .with_graceful_shutdown(shutdown)
