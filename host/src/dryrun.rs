@@ -176,13 +176,12 @@ async fn load_session(
     match (&r.checkout_session_id, &r.session) {
         (Some(id), None) => {
             let deadline = Instant::now() + state.config.request_deadline();
-            let result = crate::metrics::stripe_call(
-                "retrieve_session",
-                state
-                    .stripe
-                    .retrieve_checkout_session_full(id, SESSION_EXPAND, Some(deadline)),
-            )
-            .await;
+            let call = crate::metrics::StripeCall::start("retrieve_session");
+            let result = state
+                .stripe
+                .retrieve_checkout_session_full(id, SESSION_EXPAND, Some(deadline))
+                .await;
+            call.finish(&result);
             match result {
                 Ok(r) => Ok((r.body, "stripe")),
                 Err(stripe_checkout::StripeError::Api { status: 404, .. }) => Err(bad(
@@ -296,14 +295,13 @@ fn current_coupon(session: &CheckoutSession) -> Option<&Coupon> {
 async fn retrieve_coupon(state: &AppState, id: &str) -> Result<Coupon, String> {
     let segment: String =
         percent_encoding_free(id).ok_or_else(|| format!("coupon id {id:?} is not retrievable"))?;
-    let response = crate::metrics::stripe_call(
-        "retrieve_coupon",
-        state
-            .stripe
-            .get(&format!("/v1/coupons/{segment}"), &[], None),
-    )
-    .await
-    .map_err(|e| format!("retrieving coupon {id}: {e}"))?;
+    let call = crate::metrics::StripeCall::start("retrieve_coupon");
+    let result = state
+        .stripe
+        .get(&format!("/v1/coupons/{segment}"), &[], None)
+        .await;
+    call.finish(&result);
+    let response = result.map_err(|e| format!("retrieving coupon {id}: {e}"))?;
     serde_json::from_value(response.body).map_err(|e| format!("coupon {id}: {e}"))
 }
 

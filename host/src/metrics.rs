@@ -9,7 +9,6 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Instant;
 use stripe_checkout::{client::Response, StripeError};
@@ -296,27 +295,39 @@ pub fn stripe_error_kind(e: &StripeError) -> &'static str {
     }
 }
 
-/// Runs one Stripe call and records its latency, retries and errors.
-pub async fn stripe_call<T>(
+/// One Stripe call being timed: started before the call, finished with its result.
+/// (A guard rather than a wrapping future, which would hold the call's future twice.)
+pub struct StripeCall {
     operation: &'static str,
-    call: impl Future<Output = Result<Response<T>, StripeError>>,
-) -> Result<Response<T>, StripeError> {
-    let started = Instant::now();
-    let result = call.await;
-    let m = global();
-    m.stripe_seconds
-        .with_label_values(&[operation])
-        .observe(started.elapsed().as_secs_f64());
-    match &result {
-        Ok(r) if r.attempts > 1 => m
-            .stripe_retries
-            .with_label_values(&[operation])
-            .inc_by(u64::from(r.attempts - 1)),
-        Ok(_) => {}
-        Err(e) => m
-            .stripe_errors
-            .with_label_values(&[operation, stripe_error_kind(e)])
-            .inc(),
+    started: Instant,
+}
+
+impl StripeCall {
+    /// Starts timing `operation`.
+    pub fn start(operation: &'static str) -> Self {
+        StripeCall {
+            operation,
+            started: Instant::now(),
+        }
     }
-    result
+
+    /// Records the call's latency, retries and error.
+    pub fn finish<T>(self, result: &Result<Response<T>, StripeError>) {
+        let m = global();
+        let operation = self.operation;
+        m.stripe_seconds
+            .with_label_values(&[operation])
+            .observe(self.started.elapsed().as_secs_f64());
+        match result {
+            Ok(r) if r.attempts > 1 => m
+                .stripe_retries
+                .with_label_values(&[operation])
+                .inc_by(u64::from(r.attempts - 1)),
+            Ok(_) => {}
+            Err(e) => m
+                .stripe_errors
+                .with_label_values(&[operation, stripe_error_kind(e)])
+                .inc(),
+        }
+    }
 }

@@ -20,7 +20,9 @@ pub async fn run(
 ) -> Result<Succeeded, FlowError> {
     let started = Instant::now();
     let mut draft = audit::Draft::new(request_id, route);
-    let result = steps(state, route, body, &mut draft).await;
+    // Boxed: the steps' future is large (two Stripe calls), and moving it with every
+    // enclosing future (handler, middleware) costs more than one allocation.
+    let result = Box::pin(steps(state, route, body, &mut draft)).await;
     draft.record.timing.total_us = started.elapsed().as_micros() as u64;
     let record = draft.finish(result.as_ref().map(|_| ()));
     metrics::observe_request(&record, result.as_ref().err());

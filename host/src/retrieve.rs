@@ -2,6 +2,7 @@
 //! expanded, and every line item when it reads them (an expansion returns the first
 //! page only).
 
+use crate::metrics::StripeCall;
 use crate::response::FlowError;
 use policy_engine::Expand;
 use stripe_checkout::{CheckoutSession, StripeClient};
@@ -15,13 +16,14 @@ pub async fn open_session(
     expand: &Expand,
     deadline: Instant,
 ) -> Result<CheckoutSession, FlowError> {
-    let session = crate::metrics::stripe_call(
-        "retrieve_session",
-        stripe.retrieve_checkout_session_full(id, &expand.paths(), Some(deadline)),
-    )
-    .await
-    .map_err(|e| FlowError::from_stripe("retrieve_session", id, e))?
-    .body;
+    let call = StripeCall::start("retrieve_session");
+    let result = stripe
+        .retrieve_checkout_session_full(id, &expand.paths(), Some(deadline))
+        .await;
+    call.finish(&result);
+    let session = result
+        .map_err(|e| FlowError::from_stripe("retrieve_session", id, e))?
+        .body;
     if session.status.as_deref() != Some("open") {
         return Err(FlowError::SessionNotOpen);
     }

@@ -1,5 +1,6 @@
 //! Step 6, Stripe update: the guarded decision applied to the session.
 
+use crate::metrics::StripeCall;
 use crate::response::FlowError;
 use policy_engine::GuardedDecision;
 use stripe_checkout::{client::idempotency_key, CheckoutSession, StripeClient};
@@ -23,18 +24,19 @@ pub async fn apply(
         GuardedDecision::Reject(message) => Err(FlowError::Rejected(message.clone())),
         GuardedDecision::Update(update) => {
             let key = idempotency_key(&session.id, update, nonce);
-            let response = crate::metrics::stripe_call(
-                "update_session",
-                stripe.update_checkout_session_discounts(
+            let call = StripeCall::start("update_session");
+            let result = stripe
+                .update_checkout_session_discounts(
                     &session.id,
                     update,
                     &key,
                     EXPAND,
                     Some(deadline),
-                ),
-            )
-            .await
-            .map_err(|e| FlowError::from_stripe("update_session", &session.id, e))?;
+                )
+                .await;
+            call.finish(&result);
+            let response =
+                result.map_err(|e| FlowError::from_stripe("update_session", &session.id, e))?;
             tracing::info!(session = %session.id, request_id = ?response.request_id, attempts = response.attempts, "discounts updated");
             Ok((response.body, response.request_id))
         }
