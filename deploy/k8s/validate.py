@@ -19,6 +19,21 @@ K8S_VERSION = "1.33.0"
 passed = failed = 0
 
 
+# engine/src/cache.rs, DEFAULT_CACHE_MAX_BYTES.
+DEFAULT_CACHE_MAX_BYTES = 4 << 30
+
+
+def quantity_bytes(quantity):
+    """A Kubernetes quantity ("512Mi", "1G", "1000") in bytes; None when absent."""
+    if quantity is None:
+        return None
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for suffix, factor in units.items():
+        if str(quantity).endswith(suffix):
+            return int(float(str(quantity)[: -len(suffix)]) * factor)
+    return int(quantity)
+
+
 def check(name: str, ok: bool, detail: str = "") -> None:
     global passed, failed
     if ok:
@@ -108,6 +123,16 @@ def main() -> int:
         listen_port = int(config.get("listen", ":0").rsplit(":", 1)[1])
         check("the host listens on the container port", listen_port in [p["containerPort"] for p in container["ports"]])
         check("audit records go to stdout", config.get("audit", {}).get("sink") == "stdout")
+        cache_mount = mounts.get("cache", {}).get("mountPath")
+        check("cache_dir is the cache mount", config.get("cache_dir") == cache_mount, f"{config.get('cache_dir')} vs {cache_mount}")
+        cache_volume = next((v for v in pod.get("volumes", []) if v["name"] == "cache"), {})
+        size_limit = quantity_bytes(cache_volume.get("emptyDir", {}).get("sizeLimit"))
+        cache_max = config.get("cache_max_bytes", DEFAULT_CACHE_MAX_BYTES)
+        check(
+            "the cache's cap fits its volume (a full emptyDir evicts the pod)",
+            size_limit is None or 0 < cache_max < size_limit,
+            f"cache_max_bytes {cache_max} vs sizeLimit {size_limit}",
+        )
         if args.host_config_out:
             with open(args.host_config_out, "w") as f:
                 f.write(host_config)

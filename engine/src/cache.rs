@@ -2,24 +2,70 @@
 //! restart or a reload of an already-seen version does not recompile.
 //!
 //! The directory must be writable by the host alone: artifacts are native code.
+//!
+//! The cache is kept under a size cap ([`ComponentCache::new`]'s `max_bytes`): after
+//! each new artifact, the least recently used files go first, except the artifacts
+//! of policies still loaded. A cache hit counts as a use.
 
 use anyhow::Context;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
 use wasmtime::component::Component;
 use wasmtime::Engine;
+
+/// The default size cap of a compilation cache: 4 GiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 4 << 30;
+
+/// A partly written file older than this was left by a process that stopped mid-write.
+const STALE_TEMP: Duration = Duration::from_secs(600);
 
 /// A directory of serialized components.
 pub struct ComponentCache {
     dir: PathBuf,
+    max_bytes: u64,
+    /// Artifacts loaded policies were made from: never pruned while one is held.
+    live: Mutex<Vec<Weak<CachedArtifact>>>,
+}
+
+/// The cached artifact a loaded policy was made from; kept from pruning while held.
+#[derive(Debug)]
+pub struct CachedArtifact {
+    path: PathBuf,
+}
+
+/// A component from [`ComponentCache::load_or_compile`].
+pub struct Cached {
+    /// The compiled component.
+    pub component: Component,
+    /// Whether it came from the cache.
+    pub from_cache: bool,
+    /// Its artifact, to hold while the component is in use (none when it could not be written).
+    pub artifact: Option<Arc<CachedArtifact>>,
+}
+
+/// What one pruning pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    /// Files removed.
+    pub files: usize,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// Bytes the cache holds afterwards.
+    pub kept_bytes: u64,
 }
 
 impl ComponentCache {
-    /// Uses (and creates) this directory.
-    pub fn new(dir: PathBuf) -> anyhow::Result<Self> {
+    /// Uses (and creates) this directory, kept under `max_bytes` (0: no cap).
+    pub fn new(dir: PathBuf, max_bytes: u64) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the compilation cache {}", dir.display()))?;
-        Ok(ComponentCache { dir })
+        Ok(ComponentCache {
+            dir,
+            max_bytes,
+            live: Mutex::new(Vec::new()),
+        })
     }
 
     fn path(&self, engine: &Engine, key: &str) -> PathBuf {
@@ -28,36 +74,169 @@ impl ComponentCache {
         self.dir.join(format!("{key}-{:016x}.cwasm", h.finish()))
     }
 
-    /// The compiled component under `key`, and whether it came from the cache;
-    /// `compile` makes it when the cache has none (and it is then stored).
+    /// The compiled component under `key`; `compile` makes it when the cache has none
+    /// (it is then stored, and the cache pruned to its cap).
     pub fn load_or_compile<E>(
         &self,
         engine: &Engine,
         key: &str,
         compile: impl FnOnce() -> Result<Component, E>,
-    ) -> Result<(Component, bool), E> {
+    ) -> Result<Cached, E> {
         let path = self.path(engine, key);
         if path.exists() {
             // SAFETY: the artifact was written by `Component::serialize` of an engine
             // with the same compatibility hash, into a directory only the host writes.
             match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, true)),
+                Ok(component) => {
+                    touch(&path);
+                    return Ok(Cached {
+                        component,
+                        from_cache: true,
+                        artifact: Some(self.hold(path)),
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "discarding a bad cached artifact")
                 }
             }
         }
         let component = compile()?;
-        match component.serialize() {
-            Ok(artifact) => {
-                if let Err(e) = write_whole(&path, &artifact) {
+        let written = match component.serialize() {
+            Ok(artifact) => match write_whole(&path, &artifact) {
+                Ok(()) => true,
+                Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "could not write the compilation cache");
+                    false
                 }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not serialize a compiled component");
+                false
             }
-            Err(e) => tracing::warn!(error = %e, "could not serialize a compiled component"),
-        }
-        Ok((component, false))
+        };
+        let artifact = written.then(|| self.hold(path));
+        self.prune();
+        Ok(Cached {
+            component,
+            from_cache: false,
+            artifact,
+        })
     }
+
+    /// Marks `path` as in use for as long as the returned handle lives.
+    fn hold(&self, path: PathBuf) -> Arc<CachedArtifact> {
+        let artifact = Arc::new(CachedArtifact { path });
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(&artifact));
+        artifact
+    }
+
+    /// Removes the least recently used files until the cache is under its cap, and
+    /// partly written files left by a process that stopped mid-write. Artifacts of
+    /// loaded policies stay.
+    pub fn prune(&self) -> Pruned {
+        let live: Vec<PathBuf> = {
+            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.iter()
+                .filter_map(Weak::upgrade)
+                .map(|a| a.path.clone())
+                .collect()
+        };
+        let dirs = [self.dir.clone(), self.dir.join("functions")];
+        let pruned = prune(&dirs, self.max_bytes, &live, SystemTime::now());
+        if pruned.files > 0 {
+            tracing::info!(
+                dir = %self.dir.display(),
+                files = pruned.files,
+                removed_bytes = pruned.bytes,
+                kept_bytes = pruned.kept_bytes,
+                max_bytes = self.max_bytes,
+                "pruned the compilation cache"
+            );
+        }
+        pruned
+    }
+}
+
+/// Sets a file's modification time to now: the cache's "last used".
+fn touch(path: &Path) {
+    if let Err(e) = std::fs::File::open(path).and_then(|f| f.set_modified(SystemTime::now())) {
+        tracing::debug!(path = %path.display(), error = %e, "could not mark a cached artifact as used");
+    }
+}
+
+/// One file of the cache.
+struct Entry {
+    path: PathBuf,
+    bytes: u64,
+    used: SystemTime,
+}
+
+/// Prunes the files directly in `dirs`: stale partial writes always, then the least
+/// recently modified until they total at most `max_bytes` (0: no cap), never `live`.
+fn prune(dirs: &[PathBuf], max_bytes: u64, live: &[PathBuf], now: SystemTime) -> Pruned {
+    let mut entries = Vec::new();
+    let mut pruned = Pruned::default();
+    for dir in dirs {
+        let Ok(read) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for item in read.flatten() {
+            let Ok(meta) = item.metadata() else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            let entry = Entry {
+                path: item.path(),
+                bytes: meta.len(),
+                used,
+            };
+            let age = now.duration_since(used).unwrap_or_default();
+            if is_temp(&entry.path) {
+                if age > STALE_TEMP {
+                    remove(entry, &mut pruned);
+                }
+                continue;
+            }
+            entries.push(entry);
+        }
+    }
+    let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
+    if max_bytes > 0 && total > max_bytes {
+        entries.sort_by_key(|e| e.used);
+        for entry in entries.iter().filter(|e| !live.contains(&e.path)) {
+            if total <= max_bytes {
+                break;
+            }
+            let bytes = entry.bytes;
+            if std::fs::remove_file(&entry.path).is_ok() {
+                pruned.files += 1;
+                pruned.bytes += bytes;
+                total -= bytes;
+            }
+        }
+    }
+    pruned.kept_bytes = total;
+    pruned
+}
+
+fn remove(entry: Entry, pruned: &mut Pruned) {
+    if std::fs::remove_file(&entry.path).is_ok() {
+        pruned.files += 1;
+        pruned.bytes += entry.bytes;
+    }
+}
+
+/// Whether `path` is a partly written file of [`write_whole`] (`<name>.tmp<pid>`).
+fn is_temp(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .and_then(|e| e.strip_prefix("tmp"))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Cranelift's incremental compilation cache on disk: each compiled function under
@@ -98,4 +277,97 @@ impl wasmtime::CacheStore for FunctionCache {
 fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system's temporary directory.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cache-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("functions")).unwrap();
+        dir
+    }
+
+    /// Writes `bytes` bytes to `path`, last used `age` before `now`.
+    fn file(path: &Path, bytes: usize, now: SystemTime, age: Duration) {
+        std::fs::write(path, vec![7u8; bytes]).unwrap();
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(now - age).unwrap();
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_least_recently_used_files_go_first_but_never_a_live_one() {
+        let dir = scratch("lru");
+        let functions = dir.join("functions");
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        file(&dir.join("a.cwasm"), 400, now, hour * 5); // oldest, but live
+        file(&dir.join("b.cwasm"), 300, now, hour * 4);
+        file(&functions.join("f1"), 100, now, hour * 3);
+        file(&dir.join("c.cwasm"), 300, now, hour * 2);
+        file(&functions.join("f2"), 100, now, hour);
+        file(&dir.join("d.cwasm"), 300, now, Duration::ZERO);
+        let dirs = [dir.clone(), functions.clone()];
+        let live = [dir.join("a.cwasm")];
+
+        // 1,500 bytes under a cap of 1,000: b and f1 (400 bytes) are not enough, c goes too.
+        let pruned = prune(&dirs, 1_000, &live, now);
+        assert_eq!(
+            pruned,
+            Pruned {
+                files: 3,
+                bytes: 700,
+                kept_bytes: 800
+            }
+        );
+        assert_eq!(names(&dir), ["a.cwasm", "d.cwasm"]);
+        assert_eq!(names(&functions), ["f2"]);
+
+        // Under the cap, or with no cap, nothing goes.
+        assert_eq!(prune(&dirs, 1_000, &live, now).files, 0);
+        assert_eq!(prune(&dirs, 0, &[], now).files, 0);
+
+        // A cap the live artifacts alone exceed keeps them and removes the rest.
+        let pruned = prune(&dirs, 1, &live, now);
+        assert_eq!((pruned.files, pruned.kept_bytes), (2, 400));
+        assert_eq!(names(&dir), ["a.cwasm"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_partial_writes_go_whatever_the_cap() {
+        let dir = scratch("temp");
+        let now = SystemTime::now();
+        file(&dir.join("x.tmp123"), 10, now, STALE_TEMP * 2);
+        file(
+            &dir.join("functions").join("f.tmp9"),
+            10,
+            now,
+            STALE_TEMP * 2,
+        );
+        file(&dir.join("y.tmp456"), 10, now, Duration::from_secs(1)); // being written
+        file(&dir.join("z.cwasm"), 10, now, STALE_TEMP * 2);
+        let dirs = [dir.clone(), dir.join("functions")];
+        let pruned = prune(&dirs, 0, &[], now);
+        assert_eq!((pruned.files, pruned.bytes, pruned.kept_bytes), (2, 20, 10));
+        assert_eq!(names(&dir), ["y.tmp456", "z.cwasm"]);
+        assert!(names(&dir.join("functions")).is_empty());
+        assert!(is_temp(Path::new("abc-0123.tmp77")) && !is_temp(Path::new("a.tmp")));
+        assert!(!is_temp(Path::new("abc.cwasm")) && !is_temp(Path::new("f0a1")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -5,7 +5,9 @@ use crate::bindings::{
     self, stripe_discount::policy::host, CheckedPolicyPre, CheckoutSession, Decision,
     DiscountPolicy, DiscountPolicyPre, PolicyRequest,
 };
-use crate::cache::{ComponentCache, FunctionCache};
+use crate::cache::{
+    Cached, CachedArtifact, ComponentCache, FunctionCache, DEFAULT_CACHE_MAX_BYTES,
+};
 use crate::limits::Limits;
 use crate::pool::{Permit, Permits, PoolSettings};
 use crate::settings::PolicySettings;
@@ -57,14 +59,27 @@ enum Fresh {
 }
 
 /// Engine-wide settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Default limits; a policy's settings may override them.
     pub limits: Limits,
     /// Directory of compiled artifacts, keyed by content hash and engine version.
     pub cache_dir: Option<PathBuf>,
+    /// Size cap of `cache_dir`, in bytes (0: no cap); least recently used files go first.
+    pub cache_max_bytes: u64,
     /// Instance allocation: the pooling allocator's sizing.
     pub pool: PoolSettings,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: Limits::default(),
+            cache_dir: None,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            pool: PoolSettings::default(),
+        }
+    }
 }
 
 /// The wasmtime engine and linker every policy is loaded into.
@@ -277,6 +292,8 @@ pub struct Policy {
     permits: Option<Arc<Permits>>,
     warm: Option<Arc<WarmPool>>,
     pace: Arc<Pace>,
+    /// The cached artifact it was loaded from, kept from pruning while the policy lives.
+    _artifact: Option<Arc<CachedArtifact>>,
 }
 
 /// An evaluation that used at most this much CPU time (instantiation and call) counts
@@ -292,7 +309,7 @@ pub const QUICK_STREAK: u32 = 32;
 #[derive(Debug, Clone, Copy)]
 struct Started {
     wall: Instant,
-    cpu: Duration,
+    cpu: Option<Duration>,
 }
 
 impl Started {
@@ -302,15 +319,22 @@ impl Started {
             cpu: thread_cpu_time(),
         }
     }
+
+    /// CPU time the thread has used since; the wall time where its CPU clock is missing.
+    fn cpu_used(&self) -> Duration {
+        match (self.cpu, thread_cpu_time()) {
+            (Some(start), Some(now)) => now.saturating_sub(start),
+            _ => self.wall.elapsed(),
+        }
+    }
 }
 
-/// CPU time the calling thread has used so far (user and system).
-fn thread_cpu_time() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
+/// CPU time the calling thread has used so far (user and system), through libc's
+/// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
+fn thread_cpu_time() -> Option<Duration> {
+    cpu_time::ThreadTime::try_now()
+        .ok()
+        .map(|t| t.as_duration())
 }
 
 /// How a policy version's recent evaluations went: the run of quick ones so far.
@@ -476,7 +500,10 @@ impl PolicyEngine {
             Some(dir) => Some(Arc::new(FunctionCache::new(dir)?)),
             None => None,
         };
-        let cache = config.cache_dir.map(ComponentCache::new).transpose()?;
+        let cache = config
+            .cache_dir
+            .map(|dir| ComponentCache::new(dir, config.cache_max_bytes))
+            .transpose()?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let primary = Backend::new(&config.pool, &ticker_stop, metered, functions.as_ref())?;
         Ok(PolicyEngine {
@@ -559,7 +586,7 @@ impl PolicyEngine {
         let version = content_hash(component);
         let started = Instant::now();
         let compile = |bytes: &[u8]| backend.compile(bytes);
-        let (compiled, from_cache) = if settings.warm_up {
+        let cached = if settings.warm_up {
             // The snapshot depends on the component, its settings and how it is taken.
             let key = format!("{version}-{}-{WARM_UP_VERSION}", settings.digest());
             self.cached(backend, &content_hash(key.as_bytes()), || {
@@ -569,9 +596,10 @@ impl PolicyEngine {
             self.cached(backend, &version, || compile(component))?
         };
         let compile_time = started.elapsed();
-        let mut policy = self.validate(backend, name, compiled, settings)?;
+        let mut policy = self.validate(backend, name, cached.component, settings)?;
         policy.version = version;
-        policy.from_cache = from_cache;
+        policy.from_cache = cached.from_cache;
+        policy._artifact = cached.artifact;
         policy.compile_time = compile_time;
         Ok(WarmPool::start(policy))
     }
@@ -582,10 +610,14 @@ impl PolicyEngine {
         backend: &Backend,
         key: &str,
         compile: impl FnOnce() -> Result<Component, LoadError>,
-    ) -> Result<(Component, bool), LoadError> {
+    ) -> Result<Cached, LoadError> {
         match &self.inner.cache {
             Some(cache) => cache.load_or_compile(&backend.engine, key, compile),
-            None => compile().map(|c| (c, false)),
+            None => compile().map(|component| Cached {
+                component,
+                from_cache: false,
+                artifact: None,
+            }),
         }
     }
 
@@ -631,6 +663,7 @@ impl PolicyEngine {
             engine: engine.clone(),
             permits: backend.permits.clone(),
             warm: None,
+            _artifact: None,
             pace: Arc::default(),
         };
         {
@@ -656,10 +689,10 @@ impl PolicyEngine {
         })?;
         // The instrumented component depends on the component alone: cached, a new
         // snapshot (new settings) costs one compilation, not two.
-        let (instrumented, _) = self.cached(backend, &content_hash(&instrumented), || {
+        let instrumented = self.cached(backend, &content_hash(&instrumented), || {
             backend.compile(&instrumented)
         })?;
-        let scaffold = self.validate(backend, name, instrumented, settings.clone())?;
+        let scaffold = self.validate(backend, name, instrumented.component, settings.clone())?;
         let _permit = backend.permits.as_ref().map(Permits::acquire);
         let mut store = scaffold.store(Clock::Fixed(WARM_UP_TIME));
         let (instance, policy) = scaffold
@@ -841,7 +874,7 @@ impl Policy {
         if ticks < own && matches!(evaluation.result, Err(EvalError::Timeout(_))) {
             // Stopped at the budget. Unless its thread was off the CPU for most of it
             // (preempted), the policy ran that long: its streak is over.
-            if thread_cpu_time().saturating_sub(started.cpu) >= PREEMPTED_BELOW {
+            if started.cpu_used() >= PREEMPTED_BELOW {
                 self.pace.end_streak();
             }
             return Attempt::OverBudget;
@@ -927,7 +960,7 @@ impl Policy {
         self.pace.record(if wall <= QUICK_EVALUATION {
             wall
         } else {
-            thread_cpu_time().saturating_sub(started.cpu)
+            started.cpu_used()
         });
         let fuel_left = store.get_fuel().unwrap_or(0);
         let state = store.into_data();
@@ -1070,15 +1103,16 @@ mod tests {
 
     #[test]
     fn the_pace_counts_cpu_time_not_time_off_the_cpu() {
-        let before = thread_cpu_time();
+        let before = Started::now();
+        assert!(before.cpu.is_some(), "no thread CPU clock");
         std::thread::sleep(Duration::from_millis(50));
-        let slept = thread_cpu_time().saturating_sub(before);
+        let slept = before.cpu_used();
         assert!(slept < Duration::from_millis(10), "sleeping used {slept:?}");
         let spin = Instant::now();
         while spin.elapsed() < Duration::from_millis(30) {
             std::hint::black_box(spin.elapsed());
         }
-        let spun = thread_cpu_time().saturating_sub(before);
+        let spun = before.cpu_used();
         assert!(spun > slept, "spinning used {spun:?}");
 
         let pace = Pace::default();

@@ -1,6 +1,7 @@
-//! Instance allocation against the example policies built by `scripts/build-policies.sh`:
-//! the pooling allocator, the on-demand fallback, a small pool under concurrency, and
-//! pre-initialised (warm) instances that never show one evaluation's state to another.
+//! Loading and instance allocation against the example policies built by
+//! `scripts/build-policies.sh`: the pooling allocator, the on-demand fallback, a small
+//! pool under concurrency, pre-initialised (warm) instances that never show one
+//! evaluation's state to another, and the compilation cache's size cap.
 
 use policy_engine::bindings::LineItem;
 use policy_engine::{fixtures, mapping};
@@ -24,6 +25,19 @@ fn engine(pool: PoolSettings) -> PolicyEngine {
         ..EngineConfig::default()
     })
     .unwrap()
+}
+
+/// The compiled artifacts (`.cwasm`) in a cache directory, by the policy version they start with.
+fn artifacts(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cwasm"))
+        .map(|n| n[..64].to_string())
+        .collect();
+    names.sort();
+    names
 }
 
 fn session(tier: Option<&str>) -> CheckoutSession {
@@ -144,4 +158,60 @@ fn warm_instances_show_nothing_of_the_warm_up_or_of_each_other() {
     }
     let eval = policy.evaluate(&session(None), &request(), Clock::Fixed(7));
     assert!(matches!(eval.result, Ok(Decision::Clear)));
+}
+
+#[test]
+fn the_cache_keeps_to_its_cap_but_never_drops_a_loaded_policy() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../target/test-cache-cap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let engine = PolicyEngine::new(EngineConfig {
+        cache_dir: Some(dir.clone()),
+        cache_max_bytes: 1,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let load = |name: &str| {
+        let (wasm, settings) = built(name);
+        engine.load(name, &wasm, settings).unwrap()
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+
+    // Every artifact is over a one-byte cap, but a loaded policy's stays.
+    let cart = load("cart-threshold");
+    assert!(!cart.from_cache);
+    assert_eq!(artifacts(&dir), std::slice::from_ref(&cart.version));
+    let loyalty = load("loyalty-tier");
+    assert_eq!(
+        artifacts(&dir),
+        sorted(vec![cart.version.clone(), loyalty.version.clone()])
+    );
+
+    // Once a policy is gone, the next compilation prunes its artifact.
+    let cart_version = cart.version.clone();
+    drop(cart);
+    let location = load("location-based");
+    assert_eq!(
+        artifacts(&dir),
+        sorted(vec![loyalty.version.clone(), location.version.clone()])
+    );
+    assert!(
+        std::fs::read_dir(dir.join("functions"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "compiled functions are not held by any policy"
+    );
+
+    // What stayed still loads from the cache; what went is compiled again, and works.
+    assert!(load("loyalty-tier").from_cache);
+    let cart = load("cart-threshold");
+    assert!(!cart.from_cache);
+    assert_eq!(cart.version, cart_version);
+    let evaluation = cart.evaluate(&session(None), &request(), Clock::System);
+    assert!(evaluation.result.is_ok(), "{:?}", evaluation.result);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

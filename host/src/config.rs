@@ -23,6 +23,8 @@ pub struct HostConfig {
     pub policy_dir: PathBuf,
     /// Directory of compiled artifacts; none disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Size cap of `cache_dir`, in bytes (0: no cap); least recently used files go first.
+    pub cache_max_bytes: u64,
     /// Largest storefront request body, in bytes.
     pub max_body_bytes: usize,
     /// Longest a storefront request may take, Stripe retries included, in milliseconds.
@@ -53,6 +55,7 @@ impl Default for HostConfig {
             listen: ([127, 0, 0, 1], 4242).into(),
             policy_dir: PathBuf::from("target/policies"),
             cache_dir: Some(PathBuf::from("target/policy-cache")),
+            cache_max_bytes: policy_engine::cache::DEFAULT_CACHE_MAX_BYTES,
             max_body_bytes: 16 * 1024,
             request_deadline_ms: 8_000,
             serving_threads: 0,

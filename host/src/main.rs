@@ -109,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
     let engine = PolicyEngine::new(EngineConfig {
         limits: config.limits.clone(),
         cache_dir: config.cache_dir.clone(),
+        cache_max_bytes: config.cache_max_bytes,
         pool: config.pool.clone(),
     })?;
     let registry = Arc::new(
