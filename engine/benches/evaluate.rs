@@ -440,6 +440,22 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
             parsed.0,
             parsed.1
         );
+        let session: stripe_checkout::CheckoutSession =
+            serde_json::from_slice(json).expect("parses");
+        let request = mapping::policy_request("/apply", &Default::default());
+        let digest = percentiles(
+            || {
+                black_box(policy_engine::audit::input_digest(
+                    black_box(&session),
+                    &request,
+                ));
+            },
+            n,
+        );
+        println!(
+            "audit input digest, {label}: median {:.1} µs, p99 {:.1} µs",
+            digest.0, digest.1
+        );
     }
     // Instances instantiated ahead (`warm_instances`): the request path only does the call. Measured
     // with a pause between evaluations so the background refill keeps up.
