@@ -47,13 +47,13 @@ pub struct Cached {
 
 /// What one pruning pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Pruned {
+struct Pruned {
     /// Files removed.
-    pub files: usize,
+    files: usize,
     /// Bytes removed.
-    pub bytes: u64,
+    bytes: u64,
     /// Bytes the cache holds afterwards.
-    pub kept_bytes: u64,
+    kept_bytes: u64,
 }
 
 impl ComponentCache {
@@ -135,7 +135,7 @@ impl ComponentCache {
     /// Removes the least recently used files until the cache is under its cap, and
     /// partly written files left by a process that stopped mid-write. Artifacts of
     /// loaded policies stay.
-    pub fn prune(&self) -> Pruned {
+    fn prune(&self) -> Pruned {
         let live: Vec<PathBuf> = {
             let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             live.iter()
@@ -198,7 +198,7 @@ fn prune(dirs: &[PathBuf], max_bytes: u64, live: &[PathBuf], now: SystemTime) ->
             let age = now.duration_since(used).unwrap_or_default();
             if is_temp(&entry.path) {
                 if age > STALE_TEMP {
-                    remove(entry, &mut pruned);
+                    pruned.remove(&entry);
                 }
                 continue;
             }
@@ -212,11 +212,8 @@ fn prune(dirs: &[PathBuf], max_bytes: u64, live: &[PathBuf], now: SystemTime) ->
             if total <= max_bytes {
                 break;
             }
-            let bytes = entry.bytes;
-            if std::fs::remove_file(&entry.path).is_ok() {
-                pruned.files += 1;
-                pruned.bytes += bytes;
-                total -= bytes;
+            if pruned.remove(entry) {
+                total -= entry.bytes;
             }
         }
     }
@@ -224,10 +221,15 @@ fn prune(dirs: &[PathBuf], max_bytes: u64, live: &[PathBuf], now: SystemTime) ->
     pruned
 }
 
-fn remove(entry: Entry, pruned: &mut Pruned) {
-    if std::fs::remove_file(&entry.path).is_ok() {
-        pruned.files += 1;
-        pruned.bytes += entry.bytes;
+impl Pruned {
+    /// Removes `entry`'s file and counts it; false when it could not be removed.
+    fn remove(&mut self, entry: &Entry) -> bool {
+        let removed = std::fs::remove_file(&entry.path).is_ok();
+        if removed {
+            self.files += 1;
+            self.bytes += entry.bytes;
+        }
+        removed
     }
 }
 
