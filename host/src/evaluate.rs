@@ -2,13 +2,14 @@
 //! host's log attributed to the policy.
 //!
 //! Where it runs: a policy version that has been reliably quick
-//! ([`Policy::is_reliably_quick`]) is evaluated on its serving thread, which saves
-//! two thread hand-offs per request, and is stopped there after [`QUICK_EVALUATION`].
-//! One that ran past that is evaluated again on the blocking pool with its whole
-//! deadline (an evaluation has no effect outside its instance), and its streak is over
-//! unless its thread was preempted. So a policy that turns slow holds a serving thread
-//! for two epoch ticks at most (about 2 ms), once. At most [`InlineSlots`] evaluations run inline at
-//! once, one per serving thread ([`crate::serve`]). Everything else runs on the blocking pool.
+//! ([`Policy::is_reliably_quick`]) is evaluated on its serving thread, which saves two
+//! thread hand-offs per request, and is stopped there after [`QUICK_EVALUATION`]. One
+//! that ran past that is evaluated again on the blocking pool with its whole deadline
+//! (an evaluation has no effect outside its instance), and its streak is over unless
+//! its thread was preempted. So a policy that turns slow holds a serving thread for two
+//! epoch ticks at most (about 2 ms), once. At most [`InlineSlots`] evaluations run
+//! inline at once, one per serving thread ([`crate::serve`]). Everything else runs on
+//! the blocking pool.
 
 use crate::response::FlowError;
 use policy_engine::engine::QUICK_EVALUATION;
