@@ -4,8 +4,9 @@
 //! The directory must be writable by the host alone: artifacts are native code.
 //!
 //! The cache is kept under a size cap ([`ComponentCache::new`]'s `max_bytes`): after
-//! each new artifact, the least recently used files go first, except the artifacts
-//! of policies still loaded. A cache hit counts as a use.
+//! each new artifact, and when asked ([`crate::PolicyEngine::prune_cache`]), the least
+//! recently used files go first, except the artifacts of policies still loaded. A cache
+//! hit counts as a use.
 
 use anyhow::Context;
 use std::hash::{Hash, Hasher};
@@ -47,7 +48,7 @@ pub struct Cached {
 
 /// What one pruning pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Pruned {
+pub(crate) struct Pruned {
     /// Files removed.
     files: usize,
     /// Bytes removed.
@@ -135,7 +136,7 @@ impl ComponentCache {
     /// Removes the least recently used files until the cache is under its cap, and
     /// partly written files left by a process that stopped mid-write. Artifacts of
     /// loaded policies stay.
-    fn prune(&self) -> Pruned {
+    pub(crate) fn prune(&self) -> Pruned {
         let live: Vec<PathBuf> = {
             let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             live.iter()

@@ -520,6 +520,14 @@ impl PolicyEngine {
         })
     }
 
+    /// Prunes the compilation cache to its cap now (it also is after every compilation),
+    /// keeping the artifacts of loaded policies; without a cache, does nothing.
+    pub fn prune_cache(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.prune();
+        }
+    }
+
     /// The host's default limits.
     pub fn default_limits(&self) -> &Limits {
         &self.inner.defaults

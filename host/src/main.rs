@@ -118,7 +118,14 @@ async fn main() -> anyhow::Result<()> {
     );
     let initial = {
         let registry = registry.clone();
-        tokio::task::spawn_blocking(move || registry.reload(Trigger::Start)).await?
+        tokio::task::spawn_blocking(move || {
+            let report = registry.reload(Trigger::Start);
+            // A cache already over its cap (a lowered cap, an older host's files) is
+            // trimmed now, not at the next compilation, which may never come.
+            registry.engine().prune_cache();
+            report
+        })
+        .await?
     };
     tracing::info!(loaded = ?initial.loaded, failed = ?initial.failed, dir = %config.policy_dir.display(), "policies loaded");
     // Hot reload: directory events, polling, SIGHUP (and POST /admin/reload).

@@ -756,6 +756,57 @@ async fn configmap_data_swap_reloads_both_files_together() {
 }
 
 #[tokio::test]
+async fn a_restart_trims_a_cache_over_its_cap_but_keeps_what_it_loads() {
+    let stripe = Stripe::start().await;
+    let (dir, cache) = (TempDir::new(), TempDir::new());
+    let fresh = Version {
+        label: "A",
+        wasm: unique(component("cart-threshold"), "trim"),
+        toml: settings_a(),
+    };
+    deploy(dir.path(), "promo", &fresh);
+    let env = [("DISCOUNT_HOST_CACHE_DIR", cache.path().to_str().unwrap())];
+    drop(Host::start_env(&stripe.url(), dir.path(), "", &env));
+    let artifacts = cwasm_files(cache.path());
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+
+    // What an older host left: an artifact unused for a day, and a write it never finished.
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    for name in ["old-0000000000000000.cwasm", "new.cwasm.tmp4242"] {
+        let file = std::fs::File::create(cache.path().join(name)).unwrap();
+        file.set_len(1 << 20).unwrap();
+        file.set_modified(day_ago).unwrap();
+    }
+    // The cap now holds the loaded artifact alone, and the restart compiles nothing.
+    let cap = std::fs::metadata(&artifacts[0]).unwrap().len() + 1024;
+    let second = Host::start_env(
+        &stripe.url(),
+        dir.path(),
+        &format!("cache_max_bytes = {cap}\n"),
+        &env,
+    );
+    let s = status_of(&second, "promo").await;
+    assert_eq!(history(&s)[0]["from_cache"], true, "{s:#}");
+    let logs = second.wait_for_log("pruned the compilation cache").await;
+    assert!(logs.contains("pruned the compilation cache"), "{logs}");
+    assert_eq!(cwasm_files(cache.path()), artifacts);
+    assert!(!cache.path().join("new.cwasm.tmp4242").exists());
+    let session = gold_session(&stripe).await;
+    assert_eq!(served_by(&second, &session).await, Some("A"));
+}
+
+/// The compiled artifacts directly in a cache directory, sorted.
+fn cwasm_files(cache: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
 async fn restart_loads_from_the_compilation_cache() {
     let stripe = Stripe::start().await;
     let dir = TempDir::new();
