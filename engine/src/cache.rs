@@ -48,7 +48,7 @@ pub struct Cached {
 
 /// What one pruning pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Pruned {
+struct Pruned {
     /// Files removed.
     files: usize,
     /// Bytes removed.
@@ -136,7 +136,7 @@ impl ComponentCache {
     /// Removes the least recently used files until the cache is under its cap, and
     /// partly written files left by a process that stopped mid-write. Artifacts of
     /// loaded policies stay.
-    pub(crate) fn prune(&self) -> Pruned {
+    pub(crate) fn prune(&self) {
         let live: Vec<PathBuf> = {
             let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             live.iter()
@@ -156,7 +156,6 @@ impl ComponentCache {
                 "pruned the compilation cache"
             );
         }
-        pruned
     }
 }
 
