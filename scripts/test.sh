@@ -22,6 +22,9 @@ cargo build --release --workspace --all-targets
 step "cargo test"
 cargo test --release --workspace
 
+step "isolation when the machine swaps (a temporary swap file, where allowed)"
+scripts/check-swap-isolation.sh
+
 step "policy author's walkthrough (plugin-sdk/README.md): new, build, test, run"
 scripts/walkthrough.sh
 

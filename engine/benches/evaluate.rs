@@ -219,7 +219,7 @@ impl Naive {
 /// (of the component as built, without `warm_up`).
 fn breakdown(f: &Fixture, session: &CheckoutSession, label: &str, pool: &PoolSettings, n: usize) {
     let mut config = Config::new();
-    pool.apply(&mut config);
+    let reset = pool.apply(&mut config);
     if std::env::var_os("BENCH_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
@@ -256,11 +256,12 @@ fn breakdown(f: &Fixture, session: &CheckoutSession, label: &str, pool: &PoolSet
     }
     let us = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "pooled breakdown, {label} (mean µs): Store::new {:.2}, instantiate {:.2}, call {:.2}, drop {:.2}",
+        "pooled breakdown, {label} (mean µs): Store::new {:.2}, instantiate {:.2}, call {:.2}, drop {:.2}; memory reset: {}",
         us(t[0]),
         us(t[1]),
         us(t[2]),
-        us(t[3])
+        us(t[3]),
+        reset.map_or("none".to_string(), |r| r.to_string())
     );
 }
 

@@ -9,7 +9,7 @@ use crate::cache::{
     Cached, CachedArtifact, ComponentCache, FunctionCache, DEFAULT_CACHE_MAX_BYTES,
 };
 use crate::limits::Limits;
-use crate::pool::{Permit, Permits, PoolSettings};
+use crate::pool::{MemoryReset, Permit, Permits, PoolSettings};
 use crate::settings::PolicySettings;
 use crate::{fixtures, mapping, preinit};
 use serde::Serialize;
@@ -108,6 +108,8 @@ struct Backend {
     engine: Engine,
     linker: Linker<StoreState>,
     permits: Option<Arc<Permits>>,
+    /// How the pool resets memory; none on demand.
+    memory_reset: Option<MemoryReset>,
 }
 
 impl Backend {
@@ -125,7 +127,7 @@ impl Backend {
         wasm.consume_fuel(metered);
         wasm.epoch_interruption(metered);
         wasm.max_wasm_stack(512 * 1024);
-        pool.apply(&mut wasm);
+        let memory_reset = pool.apply(&mut wasm);
         let engine = Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
         DiscountPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -136,6 +138,7 @@ impl Backend {
             engine,
             linker,
             permits: pool.enabled.then(|| Arc::new(Permits::new(pool.instances))),
+            memory_reset,
         })
     }
 
@@ -518,6 +521,11 @@ impl PolicyEngine {
                 metered,
             }),
         })
+    }
+
+    /// How the instance pool resets memory between instances; none when the pool is off.
+    pub fn memory_reset(&self) -> Option<MemoryReset> {
+        self.inner.primary.memory_reset
     }
 
     /// Prunes the compilation cache to its cap now (it also is after every compilation),

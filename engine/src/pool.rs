@@ -5,9 +5,10 @@
 //!
 //! Every evaluation still gets a fresh instance: the pool only makes a fresh
 //! instance cheap (the slot's memory is reset to the component's image, dirty
-//! pages only where the kernel offers `PAGEMAP_SCAN`).
+//! pages only where the kernel offers `PAGEMAP_SCAN` and no swap is configured).
 
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -37,8 +38,10 @@ pub struct PoolSettings {
     /// Largest component instance metadata, in bytes.
     pub max_component_instance_bytes: usize,
     /// Bytes of each memory slot reset in place (dirty pages only) rather than
-    /// returned to the kernel; used only where `PAGEMAP_SCAN` is available.
+    /// returned to the kernel; used only with [`MemoryReset::DirtyPages`].
     pub keep_resident_bytes: usize,
+    /// Whether slots are reset by a `PAGEMAP_SCAN` of their dirty pages.
+    pub pagemap_scan: PagemapScan,
     /// Used slots kept warm for components that are not running.
     pub max_unused_warm_slots: u32,
     /// Reserve 4 GiB plus guard pages per memory, so compiled code elides bounds
@@ -61,6 +64,7 @@ impl Default for PoolSettings {
             max_core_instance_bytes: 4 << 20,
             max_component_instance_bytes: 4 << 20,
             keep_resident_bytes: 64 << 20,
+            pagemap_scan: PagemapScan::Auto,
             max_unused_warm_slots: 32,
             guard_pages: false,
         }
@@ -68,8 +72,9 @@ impl Default for PoolSettings {
 }
 
 impl PoolSettings {
-    /// Sets `config`'s allocation strategy to this pool (or on demand when disabled).
-    pub fn apply(&self, config: &mut Config) {
+    /// Sets `config`'s allocation strategy to this pool (or on demand when disabled);
+    /// returns how the pool resets memory (none on demand).
+    pub fn apply(&self, config: &mut Config) -> Option<MemoryReset> {
         config.memory_init_cow(true);
         if !self.guard_pages {
             config
@@ -81,7 +86,7 @@ impl PoolSettings {
         }
         if !self.enabled {
             config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
-            return;
+            return None;
         }
         let n = self.instances.max(1);
         let mut pool = PoolingAllocationConfig::new();
@@ -97,13 +102,113 @@ impl PoolSettings {
             .max_unused_warm_slots(self.max_unused_warm_slots);
         // Without PAGEMAP_SCAN, keeping memory resident means memset-ing all of it
         // on every reset, which costs more than the page faults it saves.
-        if PoolingAllocationConfig::is_pagemap_scan_available() {
-            pool.pagemap_scan(Enabled::Yes)
-                .linear_memory_keep_resident(self.keep_resident_bytes)
-                .table_keep_resident(self.keep_resident_bytes.min(1 << 20));
+        let reset = self.memory_reset();
+        match reset {
+            MemoryReset::DirtyPages => {
+                pool.pagemap_scan(Enabled::Yes)
+                    .linear_memory_keep_resident(self.keep_resident_bytes)
+                    .table_keep_resident(self.keep_resident_bytes.min(1 << 20));
+            }
+            MemoryReset::Decommit(_) => {
+                pool.pagemap_scan(Enabled::No);
+            }
         }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        Some(reset)
     }
+
+    /// How this pool resets a memory slot, on this machine, now.
+    pub fn memory_reset(&self) -> MemoryReset {
+        let available = PoolingAllocationConfig::is_pagemap_scan_available();
+        memory_reset(self.pagemap_scan, available, swap_possible)
+    }
+}
+
+/// `[pool] pagemap_scan`: whether slots are reset by a scan of their dirty pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PagemapScan {
+    /// Where the kernel offers `PAGEMAP_SCAN` and no swap is configured.
+    #[default]
+    Auto,
+    /// Wherever the kernel offers `PAGEMAP_SCAN`, swap or not.
+    Yes,
+    /// Never: every reset returns the slot's memory to the kernel.
+    No,
+}
+
+/// How the pool resets a slot's memory for the slot's next instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryReset {
+    /// The pages the last instance wrote are copied back from the image and stay resident.
+    DirtyPages,
+    /// The slot's memory goes back to the kernel (`madvise`); the next instance faults it in.
+    Decommit(&'static str),
+}
+
+impl std::fmt::Display for MemoryReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemoryReset::DirtyPages => f.write_str("dirty pages (PAGEMAP_SCAN)"),
+            MemoryReset::Decommit(why) => write!(f, "decommit ({why})"),
+        }
+    }
+}
+
+/// The reset for a setting, whether the kernel offers `PAGEMAP_SCAN`, and whether the
+/// process can swap.
+///
+/// The scan finds written pages that are present. A page written during an
+/// evaluation and swapped out before the instance is dropped is not present: the
+/// scan skips it, nothing resets it, and the slot's next instance reads it back
+/// (wasmtime 48). With swap configured, `auto` therefore decommits.
+fn memory_reset(
+    setting: PagemapScan,
+    available: bool,
+    swap_possible: impl FnOnce() -> bool,
+) -> MemoryReset {
+    match setting {
+        PagemapScan::No => MemoryReset::Decommit("pagemap_scan = \"no\""),
+        _ if !available => MemoryReset::Decommit("the kernel has no PAGEMAP_SCAN"),
+        PagemapScan::Yes => MemoryReset::DirtyPages,
+        PagemapScan::Auto if swap_possible() => MemoryReset::Decommit(
+            "swap is configured: a dirty page swapped out would escape the dirty-page reset",
+        ),
+        PagemapScan::Auto => MemoryReset::DirtyPages,
+    }
+}
+
+/// Whether this process's memory can go to swap: `/proc/swaps` lists a device or file
+/// (or can't be read), and no cgroup (v2) above the process sets `memory.swap.max` to 0.
+fn swap_possible() -> bool {
+    let listed = std::fs::read_to_string("/proc/swaps").map_or(true, |text| swaps_listed(&text));
+    listed && {
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        !cgroup_swap_off(Path::new("/sys/fs/cgroup"), &cgroup)
+    }
+}
+
+/// Whether a cgroup v2 `memory.swap.max` of 0 holds for the process whose
+/// `/proc/self/cgroup` is `proc_cgroup`, under the cgroup filesystem at `root`.
+fn cgroup_swap_off(root: &Path, proc_cgroup: &str) -> bool {
+    let Some(path) = proc_cgroup.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return false;
+    };
+    let mut dir = root.join(path.trim().trim_start_matches('/'));
+    loop {
+        let max = std::fs::read_to_string(dir.join("memory.swap.max"));
+        if max.is_ok_and(|m| m.trim() == "0") {
+            return true;
+        }
+        if dir == root || !dir.pop() || !dir.starts_with(root) {
+            return false;
+        }
+    }
+}
+
+/// Whether a `/proc/swaps` text lists anything below its header.
+fn swaps_listed(text: &str) -> bool {
+    text.lines().skip(1).any(|line| !line.trim().is_empty())
 }
 
 /// A counting semaphore for blocking callers: bounds concurrent pooled instances
@@ -220,10 +325,64 @@ mod tests {
     }
 
     #[test]
+    fn dirty_page_reset_only_without_swap_unless_asked_for() {
+        use MemoryReset::*;
+        let swap = || true;
+        let none = || false;
+        assert_eq!(memory_reset(PagemapScan::Auto, true, none), DirtyPages);
+        assert!(matches!(
+            memory_reset(PagemapScan::Auto, true, swap),
+            Decommit(why) if why.starts_with("swap is configured")
+        ));
+        assert_eq!(memory_reset(PagemapScan::Yes, true, swap), DirtyPages);
+        assert_eq!(
+            memory_reset(PagemapScan::No, true, none),
+            Decommit("pagemap_scan = \"no\"")
+        );
+        for setting in [PagemapScan::Auto, PagemapScan::Yes] {
+            assert_eq!(
+                memory_reset(setting, false, none),
+                Decommit("the kernel has no PAGEMAP_SCAN")
+            );
+        }
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(!swaps_listed(header));
+        assert!(!swaps_listed(""));
+        assert!(swaps_listed(&format!(
+            "{header}/swapfile                               file\t\t65532\t\t0\t\t-2\n"
+        )));
+    }
+
+    #[test]
+    fn a_cgroup_with_swap_max_zero_cannot_swap() {
+        let root = std::env::temp_dir().join(format!("cgroup-swap-{}", std::process::id()));
+        let pod = root.join("kubepods/pod1");
+        let container = pod.join("c1");
+        std::fs::create_dir_all(&container).unwrap();
+        std::fs::write(container.join("memory.swap.max"), "max\n").unwrap();
+        let mine = "0::/kubepods/pod1/c1\n";
+        assert!(!cgroup_swap_off(&root, mine), "max everywhere");
+        std::fs::write(pod.join("memory.swap.max"), "0\n").unwrap();
+        assert!(cgroup_swap_off(&root, mine), "an ancestor's 0 holds");
+        assert!(!cgroup_swap_off(&root, "0::/other\n"), "another cgroup");
+        assert!(
+            !cgroup_swap_off(&root, "4:memory:/kubepods/pod1/c1\n"),
+            "cgroup v1"
+        );
+        std::fs::write(root.join("memory.swap.max"), "0").unwrap();
+        assert!(cgroup_swap_off(&root, "0::/\n"), "a namespaced root");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn settings_parse_from_toml() {
         let s: PoolSettings = toml::from_str("instances = 8\nenabled = false").unwrap();
         assert_eq!(s.instances, 8);
         assert!(!s.enabled);
         assert_eq!(s.table_elements, PoolSettings::default().table_elements);
+        assert_eq!(s.pagemap_scan, PagemapScan::Auto);
+        let s: PoolSettings = toml::from_str("pagemap_scan = \"no\"").unwrap();
+        assert_eq!(s.pagemap_scan, PagemapScan::No);
+        assert!(toml::from_str::<PoolSettings>("pagemap_scan = \"maybe\"").is_err());
     }
 }

@@ -6,7 +6,8 @@ use policy_engine::bindings as wit;
 use policy_engine::engine::{LoadError, QUICK_EVALUATION, QUICK_STREAK};
 use policy_engine::{fixtures, mapping, Limits, PolicySettings};
 use policy_engine::{
-    guard, Attempt, Caps, Clock, Decision, EngineConfig, EvalError, Policy, PolicyEngine,
+    guard, Attempt, Caps, Clock, Decision, EngineConfig, EvalError, MemoryReset, PagemapScan,
+    Policy, PolicyEngine, PoolSettings,
 };
 use std::path::PathBuf;
 
@@ -321,6 +322,101 @@ fn warm_instances_are_fresh_too() {
     for _ in 0..4 {
         let ev = run(&p);
         assert_eq!(rejection(ev.result.unwrap()), "call 1");
+    }
+}
+
+/// Whether `/proc/swaps` lists a swap device or file.
+fn swap_on() -> bool {
+    std::fs::read_to_string("/proc/swaps").is_ok_and(|t| t.lines().nth(1).is_some())
+}
+
+/// This process's `VmSwap`, in kB.
+fn swapped_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSwap:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Pages out every private writable mapping of this process (`MADV_PAGEOUT`), as
+/// memory pressure would: with swap, their anonymous pages go to it.
+fn page_out_everything() {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
+        if perms != "rw-p" {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let start = usize::from_str_radix(start, 16).unwrap();
+        let end = usize::from_str_radix(end, 16).unwrap();
+        // SAFETY: advice only; MADV_PAGEOUT never changes what the memory holds.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT) };
+    }
+}
+
+/// A page a policy writes during an evaluation, swapped out before its instance is
+/// dropped, does not reach the slot's next instance. `PAGEMAP_SCAN` sees only present
+/// pages, so with swap the pool decommits instead (`PagemapScan::Auto`).
+///
+/// Without swap nothing can be paged out: the test then checks the pool keeps its
+/// dirty-page reset. `scripts/check-swap-isolation.sh` runs it with a swap file;
+/// `ISOLATION_PAGEMAP_SCAN=yes` forces the scan to show what it would leak.
+#[test]
+fn a_page_swapped_out_during_an_evaluation_does_not_reach_the_next_one() {
+    let pagemap_scan = match std::env::var("ISOLATION_PAGEMAP_SCAN").as_deref() {
+        Ok("yes") => PagemapScan::Yes,
+        _ => PagemapScan::Auto,
+    };
+    let e = PolicyEngine::new(EngineConfig {
+        cache_dir: Some(workspace().join("target/test-policy-cache")),
+        pool: PoolSettings {
+            pagemap_scan,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let scan_available = wasmtime::PoolingAllocationConfig::is_pagemap_scan_available();
+    if !swap_on() {
+        let expected = match scan_available {
+            true => MemoryReset::DirtyPages,
+            false => MemoryReset::Decommit("the kernel has no PAGEMAP_SCAN"),
+        };
+        assert_eq!(e.memory_reset(), Some(expected));
+        eprintln!("no swap: nothing to page out (scripts/check-swap-isolation.sh adds some)");
+        return;
+    }
+    if pagemap_scan == PagemapScan::Auto {
+        assert!(
+            matches!(e.memory_reset(), Some(MemoryReset::Decommit(why)) if why.starts_with("swap")),
+            "{:?}",
+            e.memory_reset()
+        );
+    }
+    let p = hostile(
+        &e,
+        "count-calls",
+        "timeout_ms = 500\nfuel = 1_000_000_000_000_000",
+    );
+    let mut spin = serde_json::Map::new();
+    spin.insert("spin".into(), true.into());
+    let spin = mapping::policy_request("/count-calls", &spin);
+    for round in 0..3 {
+        let pager = std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            page_out_everything();
+            swapped_kb()
+        });
+        let ev = p.evaluate(&session("usd", 10_000), &spin, Clock::Fixed(1_700_000_000));
+        assert_eq!(ev.result.unwrap_err(), EvalError::Timeout(500));
+        let swapped = pager.join().unwrap();
+        assert!(swapped > 0, "round {round}: nothing went to swap");
+        let next = run(&p).result;
+        assert!(
+            matches!(&next, Ok(Decision::Reject(m)) if m == "call 1"),
+            "round {round}: the next instance did not start fresh ({swapped} kB swapped): {next:?}"
+        );
     }
 }
 

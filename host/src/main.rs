@@ -112,6 +112,9 @@ async fn main() -> anyhow::Result<()> {
         cache_max_bytes: config.cache_max_bytes,
         pool: config.pool.clone(),
     })?;
+    if let Some(reset) = engine.memory_reset() {
+        tracing::info!(memory_reset = %reset, "instance pool");
+    }
     let registry = Arc::new(
         Registry::new(engine, config.policy_dir.clone())
             .with_settle(Duration::from_millis(config.reload.settle_ms)),

@@ -536,6 +536,31 @@ async fn readiness_needs_a_loaded_policy() {
     assert!(ready, "ready once a policy is loaded");
 }
 
+/// The host logs how its instance pool resets memory, and serves with either reset.
+#[tokio::test]
+async fn the_pool_logs_how_it_resets_memory_and_serves_with_either() {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(&["cart-threshold"]);
+    for (config, expected) in [
+        (
+            "[pool]\npagemap_scan = \"no\"\n",
+            "memory_reset=decommit (pagemap_scan = \"no\")",
+        ),
+        ("", "memory_reset="),
+    ] {
+        let host = Host::start(&stripe.url(), dir.path(), config);
+        let logs = host.wait_for_log("memory_reset=").await;
+        assert!(logs.contains(expected), "{config:?}: {logs}");
+        for _ in 0..3 {
+            let id = stripe.session("usd", &[(6_000, 2)], None).await;
+            let a = host.post(ROUTE, json!({"checkout_session_id": id})).await;
+            assert_eq!(a.status, 200, "{config:?}: {}", a.body);
+            assert_eq!(a.body["value"]["decision"]["type"], "apply", "{}", a.body);
+            assert_eq!(a.body["value"]["session"]["amount_discount"], 1_200);
+        }
+    }
+}
+
 #[tokio::test]
 async fn dry_run_evaluates_without_updating_stripe() {
     let stripe = Stripe::start().await;

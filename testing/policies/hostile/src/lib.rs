@@ -6,7 +6,8 @@
 //!
 //! | `mode`                  | what it does                                            |
 //! |-------------------------|---------------------------------------------------------|
-//! | `count-calls`           | rejects with `call N`, N counted in a static            |
+//! | `count-calls`           | rejects with `call N`, N counted in a static (spins     |
+//! |                         | forever after counting when the input has `spin`)       |
 //! | `infinite-loop`         | spins forever                                           |
 //! | `host-call-loop`        | calls the host forever                                  |
 //! | `memory-growth`         | allocates 1 MiB blocks forever                          |
@@ -45,15 +46,13 @@ impl Policy for Hostile {
         match mode.as_str() {
             "count-calls" => {
                 let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+                if request.input_value("spin").is_some() {
+                    spin();
+                }
                 Decision::reject(format!("call {n}"))
             }
             "spin-when-asked" if request.input_value("spin").is_none() => Decision::keep(),
-            "infinite-loop" | "spin-when-asked" => {
-                let mut i: u64 = 0;
-                loop {
-                    i = black_box(i.wrapping_add(1));
-                }
-            }
+            "infinite-loop" | "spin-when-asked" => spin(),
             "host-call-loop" => loop {
                 black_box(ctx.config("mode"));
             },
@@ -166,6 +165,14 @@ fn trap() -> ! {
 }
 
 discount_policy_sdk::export_policy!(Hostile);
+
+/// Spins until the host stops the policy.
+fn spin() -> ! {
+    let mut i: u64 = 0;
+    loop {
+        i = black_box(i.wrapping_add(1));
+    }
+}
 
 #[cfg(test)]
 mod tests {
