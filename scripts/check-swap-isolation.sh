@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 swapfile="$target_dir/isolation.swap"
-test_cmd=(cargo test --release -q -p policy-engine --test hostile
+# --workspace: the workspace build's features, so nothing is compiled again.
+test_cmd=(cargo test --release -q --workspace --test hostile --
     a_page_swapped_out_during_an_evaluation_does_not_reach_the_next_one)
 
 if grep -q . <(tail -n +2 /proc/swaps 2>/dev/null); then

@@ -25,5 +25,5 @@ pub use engine::{
 };
 pub use guard::{Caps, GuardViolation, GuardedDecision};
 pub use limits::Limits;
-pub use pool::{MemoryReset, PagemapScan, PoolSettings};
+pub use pool::{DecommitReason, MemoryReset, PagemapScan, PoolSettings};
 pub use settings::{Expand, Expansion, PolicySettings};

@@ -143,15 +143,32 @@ pub enum MemoryReset {
     /// The pages the last instance wrote are copied back from the image and stay resident.
     DirtyPages,
     /// The slot's memory goes back to the kernel (`madvise`); the next instance faults it in.
-    Decommit(&'static str),
+    Decommit(DecommitReason),
+}
+
+/// Why the pool does not reset dirty pages only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecommitReason {
+    /// `pagemap_scan = "no"`.
+    Setting,
+    /// The kernel has no `PAGEMAP_SCAN` (before Linux 6.7, or not Linux).
+    NoPagemapScan,
+    /// The process can swap, and the scan misses pages that were swapped out.
+    Swap,
 }
 
 impl std::fmt::Display for MemoryReset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MemoryReset::DirtyPages => f.write_str("dirty pages (PAGEMAP_SCAN)"),
-            MemoryReset::Decommit(why) => write!(f, "decommit ({why})"),
-        }
+        f.write_str(match self {
+            MemoryReset::DirtyPages => "dirty pages (PAGEMAP_SCAN)",
+            MemoryReset::Decommit(DecommitReason::Setting) => "decommit (pagemap_scan = \"no\")",
+            MemoryReset::Decommit(DecommitReason::NoPagemapScan) => {
+                "decommit (the kernel has no PAGEMAP_SCAN)"
+            }
+            MemoryReset::Decommit(DecommitReason::Swap) => {
+                "decommit (swap is configured: a dirty page swapped out would escape the dirty-page reset)"
+            }
+        })
     }
 }
 
@@ -168,12 +185,10 @@ fn memory_reset(
     swap_possible: impl FnOnce() -> bool,
 ) -> MemoryReset {
     match setting {
-        PagemapScan::No => MemoryReset::Decommit("pagemap_scan = \"no\""),
-        _ if !available => MemoryReset::Decommit("the kernel has no PAGEMAP_SCAN"),
+        PagemapScan::No => MemoryReset::Decommit(DecommitReason::Setting),
+        _ if !available => MemoryReset::Decommit(DecommitReason::NoPagemapScan),
         PagemapScan::Yes => MemoryReset::DirtyPages,
-        PagemapScan::Auto if swap_possible() => MemoryReset::Decommit(
-            "swap is configured: a dirty page swapped out would escape the dirty-page reset",
-        ),
+        PagemapScan::Auto if swap_possible() => MemoryReset::Decommit(DecommitReason::Swap),
         PagemapScan::Auto => MemoryReset::DirtyPages,
     }
 }
@@ -326,24 +341,16 @@ mod tests {
 
     #[test]
     fn dirty_page_reset_only_without_swap_unless_asked_for() {
+        use DecommitReason::*;
         use MemoryReset::*;
         let swap = || true;
         let none = || false;
         assert_eq!(memory_reset(PagemapScan::Auto, true, none), DirtyPages);
-        assert!(matches!(
-            memory_reset(PagemapScan::Auto, true, swap),
-            Decommit(why) if why.starts_with("swap is configured")
-        ));
+        assert_eq!(memory_reset(PagemapScan::Auto, true, swap), Decommit(Swap));
         assert_eq!(memory_reset(PagemapScan::Yes, true, swap), DirtyPages);
-        assert_eq!(
-            memory_reset(PagemapScan::No, true, none),
-            Decommit("pagemap_scan = \"no\"")
-        );
+        assert_eq!(memory_reset(PagemapScan::No, true, none), Decommit(Setting));
         for setting in [PagemapScan::Auto, PagemapScan::Yes] {
-            assert_eq!(
-                memory_reset(setting, false, none),
-                Decommit("the kernel has no PAGEMAP_SCAN")
-            );
+            assert_eq!(memory_reset(setting, false, none), Decommit(NoPagemapScan));
         }
         let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
         assert!(!swaps_listed(header));

@@ -9,7 +9,7 @@ use discount_host::config::{HostConfig, LogFormat, LogSettings, ADMIN_TOKEN_ENV,
 use discount_host::locks::SessionLocks;
 use discount_host::registry::{Registry, Trigger};
 use discount_host::watch;
-use policy_engine::{EngineConfig, PolicyEngine};
+use policy_engine::{DecommitReason, EngineConfig, MemoryReset, PolicyEngine};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -112,8 +112,14 @@ async fn main() -> anyhow::Result<()> {
         cache_max_bytes: config.cache_max_bytes,
         pool: config.pool.clone(),
     })?;
-    if let Some(reset) = engine.memory_reset() {
-        tracing::info!(memory_reset = %reset, "instance pool");
+    match engine.memory_reset() {
+        Some(reset @ MemoryReset::Decommit(DecommitReason::Swap)) => tracing::warn!(
+            memory_reset = %reset,
+            "instance pool: every evaluation faults its memory in again; turn swap off for this \
+             process (a cgroup memory.swap.max of 0) to keep the dirty-page reset"
+        ),
+        Some(reset) => tracing::info!(memory_reset = %reset, "instance pool"),
+        None => {}
     }
     let registry = Arc::new(
         Registry::new(engine, config.policy_dir.clone())
