@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 swapfile="$target_dir/isolation.swap"
 # --workspace: the workspace build's features, so nothing is compiled again.
+export ISOLATION_SWAP_CHECK=1
 test_cmd=(cargo test --release -q --workspace --test hostile --
     a_page_swapped_out_during_an_evaluation_does_not_reach_the_next_one)
 
