@@ -5,7 +5,7 @@
 //!
 //! Every evaluation still gets a fresh instance: the pool only makes a fresh
 //! instance cheap (the slot's memory is reset to the component's image, dirty
-//! pages only where the kernel offers `PAGEMAP_SCAN` and no swap is configured).
+//! pages only where the kernel offers `PAGEMAP_SCAN` and the process cannot swap).
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -100,9 +100,9 @@ impl PoolSettings {
             .max_core_instance_size(self.max_core_instance_bytes)
             .max_component_instance_size(self.max_component_instance_bytes)
             .max_unused_warm_slots(self.max_unused_warm_slots);
-        // Without PAGEMAP_SCAN, keeping memory resident means memset-ing all of it
-        // on every reset, which costs more than the page faults it saves.
         let reset = self.memory_reset();
+        // Decommitting keeps nothing resident: without the scan, keeping memory resident
+        // means memset-ing all of it on every reset, which costs more than the faults.
         match reset {
             MemoryReset::DirtyPages => {
                 pool.pagemap_scan(Enabled::Yes)
@@ -128,7 +128,7 @@ impl PoolSettings {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PagemapScan {
-    /// Where the kernel offers `PAGEMAP_SCAN` and no swap is configured.
+    /// Where the kernel offers `PAGEMAP_SCAN` and this process cannot swap.
     #[default]
     Auto,
     /// Wherever the kernel offers `PAGEMAP_SCAN`, swap or not.
@@ -166,7 +166,7 @@ impl std::fmt::Display for MemoryReset {
                 "decommit (the kernel has no PAGEMAP_SCAN)"
             }
             MemoryReset::Decommit(DecommitReason::Swap) => {
-                "decommit (swap is configured: a dirty page swapped out would escape the dirty-page reset)"
+                "decommit (this process can swap: a dirty page swapped out would escape the dirty-page reset)"
             }
         })
     }
@@ -178,7 +178,7 @@ impl std::fmt::Display for MemoryReset {
 /// The scan finds written pages that are present. A page written during an
 /// evaluation and swapped out before the instance is dropped is not present: the
 /// scan skips it, nothing resets it, and the slot's next instance reads it back
-/// (wasmtime 48). With swap configured, `auto` therefore decommits.
+/// (wasmtime 48). Where the process can swap, `auto` therefore decommits.
 fn memory_reset(
     setting: PagemapScan,
     available: bool,
