@@ -100,7 +100,8 @@ impl PoolSettings {
             .max_core_instance_size(self.max_core_instance_bytes)
             .max_component_instance_size(self.max_component_instance_bytes)
             .max_unused_warm_slots(self.max_unused_warm_slots);
-        let reset = self.memory_reset();
+        let available = PoolingAllocationConfig::is_pagemap_scan_available();
+        let reset = memory_reset(self.pagemap_scan, available, swap_possible);
         // Decommitting keeps nothing resident: without the scan, keeping memory resident
         // means memset-ing all of it on every reset, which costs more than the faults.
         match reset {
@@ -115,12 +116,6 @@ impl PoolSettings {
         }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         Some(reset)
-    }
-
-    /// How this pool resets a memory slot, on this machine, now.
-    pub fn memory_reset(&self) -> MemoryReset {
-        let available = PoolingAllocationConfig::is_pagemap_scan_available();
-        memory_reset(self.pagemap_scan, available, swap_possible)
     }
 }
 
