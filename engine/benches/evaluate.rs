@@ -15,7 +15,7 @@ use criterion::Criterion;
 use policy_engine::bindings::{self, stripe_discount::policy::host, DiscountPolicy};
 use policy_engine::{
     guard, mapping, CheckoutSession, Clock, EngineConfig, Policy, PolicyEngine, PolicyRequest,
-    PolicySettings, PoolSettings,
+    PolicySettings, PoolSettings, Teardown,
 };
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -127,9 +127,26 @@ fn evaluate_and_guard(
     f: &Fixture,
     caps: &policy_engine::Caps,
 ) -> bool {
-    let eval = policy.evaluate(session, &f.request, Clock::Fixed(now()));
+    drop_teardown(evaluate_deferring_and_guard(policy, session, f, caps))
+}
+
+/// [`evaluate_and_guard`] as the host runs it: the instance's teardown (its pool slot's
+/// reset) is returned to be done after the decision.
+fn evaluate_deferring_and_guard(
+    policy: &Policy,
+    session: &CheckoutSession,
+    f: &Fixture,
+    caps: &policy_engine::Caps,
+) -> (bool, Teardown) {
+    let (eval, teardown) =
+        policy.evaluate_deferring_teardown(session, &f.request, Clock::Fixed(now()));
     let decision = eval.result.expect("decision");
-    guard::check(&decision, session, caps).is_ok()
+    (guard::check(&decision, session, caps).is_ok(), teardown)
+}
+
+fn drop_teardown((passed, teardown): (bool, Teardown)) -> bool {
+    drop(teardown);
+    passed
 }
 
 /// What a policy sees of the host in the naive approach.
@@ -274,6 +291,20 @@ fn bench(c: &mut Criterion, f: &Fixture, pooled: &Policy, on_demand: &Policy, na
     g.bench_function("pooled_fresh_instance+guard/expand", |b| {
         b.iter(|| evaluate_and_guard(pooled, &f.expanded, f, &caps))
     });
+    // Each teardown right after its sample: one held back per iteration would exhaust the
+    // pool's slots (which is why criterion's `iter_with_large_drop` cannot be used).
+    g.bench_function("pooled_fresh_instance+guard/expand/teardown_after", |b| {
+        b.iter_custom(|iterations| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iterations {
+                let t = Instant::now();
+                let out = evaluate_deferring_and_guard(pooled, &f.expanded, f, &caps);
+                spent += t.elapsed();
+                drop(black_box(out));
+            }
+            spent
+        })
+    });
     g.bench_function("on_demand_fresh_instance+guard", |b| {
         b.iter(|| evaluate_and_guard(on_demand, &f.session, f, &caps))
     });
@@ -303,16 +334,18 @@ fn bench(c: &mut Criterion, f: &Fixture, pooled: &Policy, on_demand: &Policy, na
     g.finish();
 }
 
-/// Per-iteration samples: median, p99 and mean, in microseconds.
-fn percentiles(mut run: impl FnMut(), iterations: usize) -> (f64, f64, f64) {
+/// Per-iteration samples: median, p99 and mean, in microseconds. What `run` returns is
+/// dropped after its sample is taken.
+fn percentiles<T>(mut run: impl FnMut() -> T, iterations: usize) -> (f64, f64, f64) {
     for _ in 0..iterations / 10 {
         run();
     }
     let mut samples: Vec<Duration> = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let t = Instant::now();
-        run();
+        let out = run();
         samples.push(t.elapsed());
+        drop(out);
     }
     samples.sort_unstable();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -365,6 +398,13 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
         ("pooled + CoW + InstancePre, full", pooled_row(&f.session)),
         ("naive baseline, expand", naive_expand),
         ("pooled + CoW + InstancePre, expand", pooled_expand),
+        (
+            "pooled, expand, teardown after",
+            percentiles(
+                || evaluate_deferring_and_guard(pooled, &f.expanded, f, &caps),
+                n,
+            ),
+        ),
     ];
     // The same with `warm_up` toggled: what the snapshot of a warm-up evaluation saves.
     let toggled = PolicySettings {
@@ -471,25 +511,33 @@ fn report(f: &Fixture, pooled: &Policy, on_demand: &Policy, naive: &Naive) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(3_000),
     );
-    let mut samples = Vec::new();
-    for i in 0..(n / 20).max(50) {
-        std::thread::sleep(pause);
-        let t = Instant::now();
-        black_box(evaluate_and_guard(&warm, &f.expanded, f, &caps));
-        if i >= 5 {
-            samples.push(t.elapsed());
+    for deferred in [false, true] {
+        let mut samples = Vec::new();
+        for i in 0..(n / 20).max(50) {
+            std::thread::sleep(pause);
+            let t = Instant::now();
+            let (passed, teardown) = evaluate_deferring_and_guard(&warm, &f.expanded, f, &caps);
+            // Not deferred: `then_some` drops the teardown here, inside the sample.
+            let after = deferred.then_some(teardown);
+            let elapsed = t.elapsed();
+            drop(after);
+            black_box(passed);
+            if i >= 5 {
+                samples.push(elapsed);
+            }
         }
+        samples.sort_unstable();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!(
+            "instantiated ahead (warm_instances = 2) + call + guard{}, expand: median {:.1} µs, p99 {:.1} µs ({} samples, {:?} apart); median/naive {:.3}",
+            if deferred { ", teardown after" } else { "" },
+            us(samples[samples.len() / 2]),
+            us(samples[samples.len() * 99 / 100]),
+            samples.len(),
+            pause,
+            us(samples[samples.len() / 2]) / base.0
+        );
     }
-    samples.sort_unstable();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "instantiated ahead (warm_instances = 2) + call + guard, expand: median {:.1} µs, p99 {:.1} µs ({} samples, {:?} apart); median/naive {:.3}",
-        us(samples[samples.len() / 2]),
-        us(samples[samples.len() * 99 / 100]),
-        samples.len(),
-        pause,
-        us(samples[samples.len() / 2]) / base.0
-    );
     breakdown(f, &f.session, "full", &PoolSettings::default(), n);
     breakdown(f, &f.expanded, "expand", &PoolSettings::default(), n);
 }

@@ -21,7 +21,7 @@ pub mod settings;
 pub use bindings::{CheckoutSession, Decision, PolicyRequest};
 pub use engine::{
     Attempt, Clock, Cost, EngineConfig, EvalError, Evaluation, LoadError, LogRecord, Policy,
-    PolicyEngine,
+    PolicyEngine, Teardown,
 };
 pub use guard::{Caps, GuardViolation, GuardedDecision};
 pub use limits::Limits;

@@ -325,6 +325,62 @@ fn warm_instances_are_fresh_too() {
     }
 }
 
+/// A deferred teardown holds its instance's pool slot until it is dropped. Meanwhile
+/// other evaluations get other slots and start fresh; once it is dropped, its slot
+/// serves again, reset (`call 1`), warm instances or not.
+#[test]
+fn a_deferred_teardown_holds_its_slot_until_dropped() {
+    let e = PolicyEngine::new(EngineConfig {
+        cache_dir: Some(workspace().join("target/test-policy-cache")),
+        pool: PoolSettings {
+            instances: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let p = hostile(&e, "count-calls", "");
+    let deferred = || {
+        let (ev, teardown) =
+            p.evaluate_deferring_teardown(&session("usd", 10_000), &request(), Clock::Fixed(0));
+        assert_eq!(rejection(ev.result.unwrap()), "call 1");
+        teardown
+    };
+    let first = deferred();
+    let second = deferred();
+    assert!(
+        matches!(attempt(&p, false), Attempt::Busy),
+        "both slots are held by their teardowns"
+    );
+    drop(first);
+    for _ in 0..3 {
+        let Attempt::Done(ev, teardown) = attempt(&p, false) else {
+            panic!("the dropped teardown gave its slot back");
+        };
+        assert_eq!(rejection(ev.result.unwrap()), "call 1");
+        assert!(
+            matches!(attempt(&p, false), Attempt::Busy),
+            "held again until this teardown is dropped"
+        );
+        drop(teardown);
+    }
+    drop(second);
+    let held: Vec<_> = (0..2).map(|_| deferred()).collect();
+    assert!(matches!(attempt(&p, false), Attempt::Busy));
+    drop(held);
+
+    // With warm instances, the refill takes a slot too once a teardown gives one back.
+    let warm = hostile(&e, "count-calls", "warm_instances = 1");
+    drop(p);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for _ in 0..4 {
+        let (ev, teardown) =
+            warm.evaluate_deferring_teardown(&session("usd", 10_000), &request(), Clock::Fixed(0));
+        assert_eq!(rejection(ev.result.unwrap()), "call 1");
+        drop(teardown);
+    }
+}
+
 /// Whether `/proc/swaps` lists a swap device or file.
 fn swap_on() -> bool {
     std::fs::read_to_string("/proc/swaps").is_ok_and(|t| t.lines().nth(1).is_some())
@@ -455,7 +511,7 @@ fn attempt(p: &Policy, spin: bool) -> Attempt {
 /// The evaluation of an attempt that must have completed.
 fn done(a: Attempt) -> policy_engine::Evaluation {
     match a {
-        Attempt::Done(evaluation) => evaluation,
+        Attempt::Done(evaluation, _) => evaluation,
         other => panic!("expected a complete evaluation, got {other:?}"),
     }
 }

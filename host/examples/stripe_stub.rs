@@ -8,6 +8,9 @@
 //! work-stealing one here, with no cross-thread wake-ups).
 //!
 //! Run: `cargo run --release -p discount-host --example stripe_stub -- 127.0.0.1:12112`
+//!
+//! `STUB_LATENCY_MS`: how long each answer waits, standing in for the network and Stripe
+//! (0 by default: at once).
 
 use axum::extract::{Path, RawQuery};
 use axum::http::header::{HeaderName, CONTENT_TYPE};
@@ -16,6 +19,7 @@ use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The same allocator as the host, so the stub takes as little of the machine as it can.
 #[global_allocator]
@@ -130,17 +134,34 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:12112".into())
         .parse()?;
+    let latency = Duration::from_millis(
+        std::env::var("STUB_LATENCY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+    let wait = move || async move {
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    };
     let open = Arc::new(Variants::new(false));
     let updated = Arc::new(Variants::new(true));
     let app = Router::new().route(
         "/v1/checkout/sessions/{id}",
         get(move |Path(id): Path<String>, RawQuery(query): RawQuery| {
             let open = open.clone();
-            async move { answer(open.expanded_by(&query.unwrap_or_default()), &id) }
+            async move {
+                wait().await;
+                answer(open.expanded_by(&query.unwrap_or_default()), &id)
+            }
         })
         .post(move |Path(id): Path<String>, form: String| {
             let updated = updated.clone();
-            async move { answer(updated.expanded_by(&form), &id) }
+            async move {
+                wait().await;
+                answer(updated.expanded_by(&form), &id)
+            }
         }),
     );
     let listener = tokio::net::TcpListener::bind(listen).await?;

@@ -10,6 +10,10 @@
 //! epoch ticks at most (about 2 ms), once. At most [`InlineSlots`] evaluations run
 //! inline at once, one per serving thread ([`crate::serve`]). Everything else runs on
 //! the blocking pool.
+//!
+//! Either way the instance's teardown, the reset of its pool slot, is off the request
+//! path ([`policy_engine::Teardown`]): inline, it runs while the Stripe update is in
+//! flight; on the blocking pool, after the evaluation has been handed back.
 
 use crate::response::FlowError;
 use policy_engine::engine::QUICK_EVALUATION;
@@ -88,8 +92,11 @@ pub async fn evaluation(
             }))
             .map_err(|_| "the evaluation panicked".to_string())?;
             match attempt {
-                Attempt::Done(evaluation) => {
+                Attempt::Done(evaluation, teardown) => {
                     crate::metrics::observe_placement(Placement::Inline);
+                    // A task on this serving thread: it runs at the request's next await,
+                    // the Stripe update, rather than before it.
+                    tokio::spawn(async move { drop(teardown) });
                     return Ok(evaluation);
                 }
                 Attempt::OverBudget => crate::metrics::observe_placement(Placement::InlineCut),
@@ -98,9 +105,16 @@ pub async fn evaluation(
         }
     }
     let p = policy.clone();
-    let evaluation = tokio::task::spawn_blocking(move || p.evaluate(&session, &request, clock))
+    let (sender, evaluated) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let (evaluation, teardown) = p.evaluate_deferring_teardown(&session, &request, clock);
+        // The request goes on while this thread resets the instance's slot.
+        let _ = sender.send(evaluation);
+        drop(teardown);
+    });
+    let evaluation = evaluated
         .await
-        .map_err(|e| format!("evaluation task: {e}"))?;
+        .map_err(|_| "the evaluation panicked or was cancelled".to_string())?;
     crate::metrics::observe_placement(Placement::Blocking);
     Ok(evaluation)
 }

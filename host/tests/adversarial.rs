@@ -612,3 +612,36 @@ async fn a_reliably_quick_policy_runs_inline_and_one_turning_slow_is_moved_off_t
     assert_eq!(evaluations(&host, "inline").await, inline);
     assert_eq!(evaluations(&host, "blocking").await, blocking + 1);
 }
+
+/// An instance's teardown runs after its decision is handed back: on the serving thread
+/// (inline) or on the blocking pool. With a pool of two instances, concurrent requests on
+/// both paths all get their discount, so every teardown gives its slot back.
+#[tokio::test]
+async fn teardowns_after_the_decision_give_every_pool_slot_back() {
+    let stripe = Stripe::start().await;
+    let dir = common::policy_dir(&["cart-threshold"]);
+    let host = Host::start(&stripe.url(), dir.path(), "[pool]\ninstances = 2\n");
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        sessions.push(stripe.session("usd", &[(6_000, 2)], None).await);
+    }
+    let mut rounds = 0;
+    while evaluations(&host, "inline").await < 16 {
+        rounds += 1;
+        assert!(rounds <= 100, "fewer than 16 inline after {rounds} rounds");
+        let answers = futures_join_all(
+            sessions
+                .iter()
+                .map(|id| host.post(HEALTHY, json!({"checkout_session_id": id}))),
+        )
+        .await;
+        for a in answers {
+            assert_eq!(a.status, 200, "{:?}", a.body);
+            assert_eq!(a.body["value"]["session"]["amount_discount"], 1_200);
+        }
+    }
+    assert!(evaluations(&host, "blocking").await >= policy_engine::engine::QUICK_STREAK as u64);
+    for id in &sessions {
+        assert_eq!(stripe.updates_of(id).await.len(), rounds);
+    }
+}
