@@ -5,8 +5,9 @@
 //!
 //! The cache is kept under a size cap ([`ComponentCache::new`]'s `max_bytes`): after
 //! each new artifact, and when asked ([`crate::PolicyEngine::prune_cache`]), the least
-//! recently used files go first, except the artifacts of policies still loaded. A cache
-//! hit counts as a use.
+//! recently used files go first, except the artifacts of policies still loaded, by this
+//! process or another: a loaded artifact is held open with a shared lock (`flock`), and a
+//! prune skips a file it cannot lock exclusively. A cache hit counts as a use.
 
 use anyhow::Context;
 use std::hash::{Hash, Hasher};
@@ -34,6 +35,9 @@ pub struct ComponentCache {
 #[derive(Debug)]
 pub struct CachedArtifact {
     path: PathBuf,
+    /// The file with a shared lock, which keeps other processes' prunes off it (none
+    /// where the file system has no locks, or the file is gone).
+    _lock: Option<std::fs::File>,
 }
 
 /// A component from [`ComponentCache::load_or_compile`].
@@ -55,6 +59,8 @@ struct Pruned {
     bytes: u64,
     /// Bytes the cache holds afterwards.
     kept_bytes: u64,
+    /// Files it would have removed but another process holds (loaded by another host).
+    held_elsewhere: usize,
 }
 
 impl ComponentCache {
@@ -126,7 +132,10 @@ impl ComponentCache {
 
     /// Marks `path` as in use for as long as the returned handle lives.
     fn hold(&self, path: PathBuf) -> Arc<CachedArtifact> {
-        let artifact = Arc::new(CachedArtifact { path });
+        let lock = std::fs::File::open(&path)
+            .ok()
+            .filter(|file| file.try_lock_shared().is_ok());
+        let artifact = Arc::new(CachedArtifact { path, _lock: lock });
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|w| w.strong_count() > 0);
         live.push(Arc::downgrade(&artifact));
@@ -146,12 +155,13 @@ impl ComponentCache {
         };
         let dirs = [self.dir.clone(), self.dir.join("functions")];
         let pruned = prune(&dirs, self.max_bytes, &live, SystemTime::now());
-        if pruned.files > 0 {
+        if pruned.files > 0 || pruned.held_elsewhere > 0 {
             tracing::info!(
                 dir = %self.dir.display(),
                 files = pruned.files,
                 removed_bytes = pruned.bytes,
                 kept_bytes = pruned.kept_bytes,
+                held_elsewhere = pruned.held_elsewhere,
                 max_bytes = self.max_bytes,
                 "pruned the compilation cache"
             );
@@ -174,7 +184,8 @@ struct Entry {
 }
 
 /// Prunes the files directly in `dirs`: stale partial writes always, then the least
-/// recently modified until they total at most `max_bytes` (0: no cap), never `live`.
+/// recently modified until they total at most `max_bytes` (0: no cap), never `live` nor
+/// a file another process holds locked.
 fn prune(dirs: &[PathBuf], max_bytes: u64, live: &[PathBuf], now: SystemTime) -> Pruned {
     let mut entries = Vec::new();
     let mut pruned = Pruned::default();
@@ -212,6 +223,10 @@ fn prune(dirs: &[PathBuf], max_bytes: u64, live: &[PathBuf], now: SystemTime) ->
             if total <= max_bytes {
                 break;
             }
+            if held_elsewhere(&entry.path) {
+                pruned.held_elsewhere += 1;
+                continue;
+            }
             if pruned.remove(entry) {
                 total -= entry.bytes;
             }
@@ -231,6 +246,13 @@ impl Pruned {
         }
         removed
     }
+}
+
+/// Whether some process holds `path` locked (a [`CachedArtifact`] of another host).
+/// A file system without locks, or a file that cannot be opened, says no.
+fn held_elsewhere(path: &Path) -> bool {
+    std::fs::File::open(path)
+        .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 /// Whether `path` is a partly written file of [`write_whole`] (`<name>.tmp<pid>`).
@@ -333,7 +355,8 @@ mod tests {
             Pruned {
                 files: 3,
                 bytes: 700,
-                kept_bytes: 800
+                kept_bytes: 800,
+                held_elsewhere: 0,
             }
         );
         assert_eq!(names(&dir), ["a.cwasm", "d.cwasm"]);
@@ -347,6 +370,41 @@ mod tests {
         let pruned = prune(&dirs, 1, &live, now);
         assert_eq!((pruned.files, pruned.kept_bytes), (2, 400));
         assert_eq!(names(&dir), ["a.cwasm"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_another_holder_has_locked_stays() {
+        let dir = scratch("held");
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        file(&dir.join("a.cwasm"), 400, now, hour * 3); // oldest: another host's
+        file(&dir.join("b.cwasm"), 300, now, hour * 2);
+        file(&dir.join("c.cwasm"), 300, now, hour);
+        let dirs = [dir.clone(), dir.join("functions")];
+        // Another host's hold: a lock on its own open file (`flock` locks are per open
+        // file, so this conflicts with the prune's as another process's would).
+        let other = ComponentCache::new(dir.clone(), 0).unwrap();
+        let held = other.hold(dir.join("a.cwasm"));
+
+        let pruned = prune(&dirs, 400, &[], now);
+        assert_eq!(
+            pruned,
+            Pruned {
+                files: 2,
+                bytes: 600,
+                kept_bytes: 400,
+                held_elsewhere: 1,
+            }
+        );
+        assert_eq!(names(&dir), ["a.cwasm"]);
+
+        // Released, it goes like any other.
+        drop(held);
+        file(&dir.join("d.cwasm"), 300, now, Duration::ZERO);
+        let pruned = prune(&dirs, 400, &[], now);
+        assert_eq!((pruned.files, pruned.held_elsewhere), (1, 0));
+        assert_eq!(names(&dir), ["d.cwasm"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -795,6 +795,66 @@ async fn a_restart_trims_a_cache_over_its_cap_but_keeps_what_it_loads() {
     assert_eq!(served_by(&second, &session).await, Some("A"));
 }
 
+/// Two hosts on one cache directory: a prune by one never removes an artifact the other
+/// has loaded (it holds it locked), so the other's restart loads from the cache. Once
+/// the other host is gone, the next prune removes it like any other.
+#[tokio::test]
+async fn a_host_never_prunes_an_artifact_another_host_has_loaded() {
+    let stripe = Stripe::start().await;
+    let (dir_a, dir_b, cache) = (TempDir::new(), TempDir::new(), TempDir::new());
+    let a = Version {
+        label: "A",
+        wasm: unique(component("cart-threshold"), "shared-a"),
+        toml: settings_a(),
+    };
+    let b = Version {
+        label: "B",
+        wasm: unique(component("cart-threshold"), "shared-b"),
+        toml: settings_b(),
+    };
+    deploy(dir_a.path(), "promo", &a);
+    deploy(dir_b.path(), "promo", &b);
+    let env = [("DISCOUNT_HOST_CACHE_DIR", cache.path().to_str().unwrap())];
+    let first = Host::start_env(&stripe.url(), dir_a.path(), "", &env);
+    assert!(!promo_from_cache(&first).await);
+    let artifact_a = cwasm_files(cache.path());
+    assert_eq!(artifact_a.len(), 1, "{artifact_a:?}");
+
+    // A second host whose cap holds one artifact: after compiling B it is over the cap,
+    // and A's artifact, the least recently used, is the one to go; but the first host
+    // holds it.
+    let cap = std::fs::metadata(&artifact_a[0]).unwrap().len() + 1024;
+    let capped = format!("cache_max_bytes = {cap}\n");
+    let second = Host::start_env(&stripe.url(), dir_b.path(), &capped, &env);
+    assert!(!promo_from_cache(&second).await);
+    let logs = second.wait_for_log("pruned the compilation cache").await;
+    assert!(logs.contains("held_elsewhere=1"), "{logs}");
+    assert_eq!(cwasm_files(cache.path()).len(), 2);
+    let session = gold_session(&stripe).await;
+    assert_eq!(served_by(&second, &session).await, Some("B"));
+
+    // The first host restarts from the cache.
+    drop(first);
+    let first = Host::start_env(&stripe.url(), dir_a.path(), "", &env);
+    assert!(promo_from_cache(&first).await);
+    let session = gold_session(&stripe).await;
+    assert_eq!(served_by(&first, &session).await, Some("A"));
+    drop(first);
+
+    // With no one holding A's artifact, a prune (a restart of the second host) removes it.
+    drop(second);
+    let second = Host::start_env(&stripe.url(), dir_b.path(), &capped, &env);
+    assert!(promo_from_cache(&second).await);
+    let logs = second.wait_for_log("pruned the compilation cache").await;
+    assert!(logs.contains("files=1"), "{logs}");
+    assert!(!artifact_a[0].exists(), "{:?}", cwasm_files(cache.path()));
+}
+
+/// Whether `promo`'s serving version on `host` was loaded from the compilation cache.
+async fn promo_from_cache(host: &Host) -> bool {
+    history(&status_of(host, "promo").await)[0]["from_cache"] == true
+}
+
 /// The compiled artifacts directly in a cache directory, sorted.
 fn cwasm_files(cache: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(cache)
