@@ -9,17 +9,24 @@
 //!
 //! Run: `cargo run --release -p discount-host --example stripe_stub -- 127.0.0.1:12112`
 //!
-//! `STUB_LATENCY_MS`: how long each answer waits, standing in for the network and Stripe
-//! (0 by default: at once).
+//! `STUB_LATENCY_US`: how long each answer waits, in microseconds, standing in for the
+//! network and Stripe (0 by default: at once).
+//!
+//! `STUB_GAPS=1`: the stub also notes, per session, the time from answering its retrieve
+//! to receiving its update: what the caller adds between the two Stripe calls (parse,
+//! mapping, policy, guard). `GET /gaps` reports them (count, p50, p90, p99 in µs) and
+//! starts over.
 
 use axum::extract::{Path, RawQuery};
 use axum::http::header::{HeaderName, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 /// The same allocator as the host, so the stub takes as little of the machine as it can.
 #[global_allocator]
@@ -117,6 +124,42 @@ impl Variants {
     }
 }
 
+/// Retrieve-to-update gaps (`STUB_GAPS=1`).
+#[derive(Default)]
+struct Gaps {
+    /// When each session's retrieve was answered.
+    answered: HashMap<String, Instant>,
+    /// Gaps to the sessions' updates, in µs.
+    gaps_us: Vec<u64>,
+}
+
+impl Gaps {
+    fn retrieved(gaps: &Option<Arc<Mutex<Gaps>>>, id: &str) {
+        if let Some(gaps) = gaps {
+            let mut g = gaps.lock().unwrap_or_else(|p| p.into_inner());
+            g.answered.insert(id.to_string(), Instant::now());
+        }
+    }
+
+    fn updated(gaps: &Option<Arc<Mutex<Gaps>>>, id: &str) {
+        if let Some(gaps) = gaps {
+            let mut g = gaps.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = g.answered.remove(id) {
+                g.gaps_us.push(at.elapsed().as_micros() as u64);
+            }
+        }
+    }
+
+    /// The gaps so far as JSON, and a fresh start.
+    fn report(&mut self) -> serde_json::Value {
+        let mut gaps = std::mem::take(&mut self.gaps_us);
+        self.answered.clear();
+        gaps.sort_unstable();
+        let at = |q: usize| gaps.get(gaps.len() * q / 100).copied();
+        serde_json::json!({"count": gaps.len(), "p50_us": at(50), "p90_us": at(90), "p99_us": at(99)})
+    }
+}
+
 fn answer(canned: &Canned, id: &str) -> axum::response::Response {
     (
         [
@@ -134,36 +177,54 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:12112".into())
         .parse()?;
-    let latency = Duration::from_millis(
-        std::env::var("STUB_LATENCY_MS")
+    let latency = Duration::from_micros(
+        std::env::var("STUB_LATENCY_US")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
     );
+    // On a blocking thread: tokio's timer rounds up to whole milliseconds.
     let wait = move || async move {
         if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
+            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(latency)).await;
         }
     };
+    let gaps = std::env::var_os("STUB_GAPS").map(|_| Arc::new(Mutex::new(Gaps::default())));
+    let (on_get, on_post, on_report) = (gaps.clone(), gaps.clone(), gaps);
     let open = Arc::new(Variants::new(false));
     let updated = Arc::new(Variants::new(true));
-    let app = Router::new().route(
-        "/v1/checkout/sessions/{id}",
-        get(move |Path(id): Path<String>, RawQuery(query): RawQuery| {
-            let open = open.clone();
-            async move {
-                wait().await;
-                answer(open.expanded_by(&query.unwrap_or_default()), &id)
-            }
-        })
-        .post(move |Path(id): Path<String>, form: String| {
-            let updated = updated.clone();
-            async move {
-                wait().await;
-                answer(updated.expanded_by(&form), &id)
-            }
-        }),
-    );
+    let app = Router::new()
+        .route(
+            "/gaps",
+            get(move || async move {
+                let report = on_report.as_ref().map_or(serde_json::Value::Null, |g| {
+                    g.lock().unwrap_or_else(|p| p.into_inner()).report()
+                });
+                axum::Json(report)
+            }),
+        )
+        .route(
+            "/v1/checkout/sessions/{id}",
+            get(move |Path(id): Path<String>, RawQuery(query): RawQuery| {
+                let open = open.clone();
+                let gaps = on_get.clone();
+                async move {
+                    wait().await;
+                    let answer = answer(open.expanded_by(&query.unwrap_or_default()), &id);
+                    Gaps::retrieved(&gaps, &id);
+                    answer
+                }
+            })
+            .post(move |Path(id): Path<String>, form: String| {
+                let updated = updated.clone();
+                let gaps = on_post.clone();
+                async move {
+                    Gaps::updated(&gaps, &id);
+                    wait().await;
+                    answer(updated.expanded_by(&form), &id)
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("stripe-stub ready: http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;

@@ -94,9 +94,13 @@ pub async fn evaluation(
             match attempt {
                 Attempt::Done(evaluation, teardown) => {
                     crate::metrics::observe_placement(Placement::Inline);
-                    // A task on this serving thread: it runs at the request's next await,
-                    // the Stripe update, rather than before it.
-                    tokio::spawn(async move { drop(teardown) });
+                    // A task on this serving thread. It yields once first: the tasks the
+                    // Stripe update wakes (hyper's connection, which writes the request)
+                    // run before it, so the update is on the wire during the reset.
+                    tokio::spawn(async move {
+                        tokio::task::yield_now().await;
+                        drop(teardown)
+                    });
                     return Ok(evaluation);
                 }
                 Attempt::OverBudget => crate::metrics::observe_placement(Placement::InlineCut),
