@@ -127,7 +127,8 @@ fn evaluate_and_guard(
     f: &Fixture,
     caps: &policy_engine::Caps,
 ) -> bool {
-    drop_teardown(evaluate_deferring_and_guard(policy, session, f, caps))
+    // The teardown drops with the rest of the tuple, at the end of this statement.
+    evaluate_deferring_and_guard(policy, session, f, caps).0
 }
 
 /// [`evaluate_and_guard`] as the host runs it: the instance's teardown (its pool slot's
@@ -142,11 +143,6 @@ fn evaluate_deferring_and_guard(
         policy.evaluate_deferring_teardown(session, &f.request, Clock::Fixed(now()));
     let decision = eval.result.expect("decision");
     (guard::check(&decision, session, caps).is_ok(), teardown)
-}
-
-fn drop_teardown((passed, teardown): (bool, Teardown)) -> bool {
-    drop(teardown);
-    passed
 }
 
 /// What a policy sees of the host in the naive approach.
