@@ -81,6 +81,11 @@ impl ComponentCache {
         self.dir.join(format!("{key}-{:016x}.cwasm", h.finish()))
     }
 
+    /// Whether the cache holds a compiled component under `key` for this engine.
+    pub fn contains(&self, engine: &Engine, key: &str) -> bool {
+        self.path(engine, key).is_file()
+    }
+
     /// The compiled component under `key`; `compile` makes it when the cache has none
     /// (it is then stored, and the cache pruned to its cap).
     pub fn load_or_compile<E>(

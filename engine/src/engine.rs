@@ -503,6 +503,17 @@ impl host::Host for StoreState {
 
 impl bindings::stripe_discount::policy::types::Host for StoreState {}
 
+/// The compilation cache's key for a component (by content hash) with these settings.
+fn cache_key(version: &str, settings: &PolicySettings) -> String {
+    if settings.warm_up {
+        // The snapshot depends on the component, its settings and how it is taken.
+        let key = format!("{version}-{}-{WARM_UP_VERSION}", settings.digest());
+        content_hash(key.as_bytes())
+    } else {
+        version.to_string()
+    }
+}
+
 /// Hex sha-256 of some bytes.
 pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -556,6 +567,26 @@ impl PolicyEngine {
         if let Some(cache) = &self.inner.cache {
             cache.prune();
         }
+    }
+
+    /// Whether [`PolicyEngine::load`] would take this component, with these settings,
+    /// from the compilation cache instead of compiling it (false without a cache).
+    pub fn is_compiled(&self, component: &[u8], settings: &PolicySettings) -> bool {
+        let Some(cache) = &self.inner.cache else {
+            return false;
+        };
+        let key = cache_key(&content_hash(component), settings);
+        let limits = self.inner.defaults.with_overrides(&settings.limits);
+        let pool = &self.inner.pool;
+        let backend = if !pool.enabled || limits.memory_bytes <= pool.max_memory_bytes {
+            &self.inner.primary
+        } else {
+            match self.inner.on_demand.get() {
+                Some(Ok(on_demand)) => on_demand,
+                _ => return false,
+            }
+        };
+        cache.contains(&backend.engine, &key)
     }
 
     /// The host's default limits.
@@ -624,14 +655,13 @@ impl PolicyEngine {
         let version = content_hash(component);
         let started = Instant::now();
         let compile = |bytes: &[u8]| backend.compile(bytes);
+        let key = cache_key(&version, &settings);
         let cached = if settings.warm_up {
-            // The snapshot depends on the component, its settings and how it is taken.
-            let key = format!("{version}-{}-{WARM_UP_VERSION}", settings.digest());
-            self.cached(backend, &content_hash(key.as_bytes()), || {
+            self.cached(backend, &key, || {
                 compile(&self.warm_up(backend, name, component, &settings)?)
             })?
         } else {
-            self.cached(backend, &version, || compile(component))?
+            self.cached(backend, &key, || compile(component))?
         };
         let compile_time = started.elapsed();
         let mut policy = self.validate(backend, name, cached.component, settings)?;

@@ -38,12 +38,17 @@ fn engine() -> PolicyEngine {
     engine_with_cache(&target().join("test-policy-cache"))
 }
 
-/// The hostile test policy in `mode`, with `warm_up` as given.
-fn hostile(engine: &PolicyEngine, mode: &str, warm_up: bool) -> Result<Policy, LoadError> {
-    let settings = PolicySettings::from_toml(&format!(
+/// The hostile test policy's settings for `mode`, with `warm_up` as given.
+fn hostile_settings(mode: &str, warm_up: bool) -> PolicySettings {
+    PolicySettings::from_toml(&format!(
         "warm_up = {warm_up}\n[config]\nmode = \"{mode}\"\n[limits]\ntimeout_ms = 10_000\n"
     ))
-    .unwrap();
+    .unwrap()
+}
+
+/// The hostile test policy in `mode`, with `warm_up` as given.
+fn hostile(engine: &PolicyEngine, mode: &str, warm_up: bool) -> Result<Policy, LoadError> {
+    let settings = hostile_settings(mode, warm_up);
     engine.load(mode, &read("test-policies", "hostile"), settings)
 }
 
@@ -97,13 +102,20 @@ fn the_snapshot_is_cached_per_component_and_settings() {
     let dir = std::env::temp_dir().join(format!("warm-up-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let functions = || std::fs::read_dir(dir.join("functions")).unwrap().count();
+    let component = read("test-policies", "hostile");
+    let is_compiled =
+        |mode: &str| engine_with_cache(&dir).is_compiled(&component, &hostile_settings(mode, true));
+    assert!(!is_compiled("count-calls"), "a new cache has nothing");
     let first = hostile(&engine_with_cache(&dir), "count-calls", true).unwrap();
+    assert!(is_compiled("count-calls"), "the snapshot is in the cache");
+    assert!(!is_compiled("keep"), "not for other settings");
     let compiled = functions();
     let again = hostile(&engine_with_cache(&dir), "count-calls", true).unwrap();
     let other = hostile(&engine_with_cache(&dir), "keep", true).unwrap();
     assert!(!first.from_cache, "a new cache has no snapshot");
     assert!(again.from_cache, "the same component and settings reuse it");
     assert!(!other.from_cache, "other settings take their own snapshot");
+    assert!(is_compiled("keep"));
     // The new snapshot has the component's code: almost all its functions come from the
     // cache (a few trampolines and initialisers differ).
     assert!(compiled > 50, "{compiled} functions cached");

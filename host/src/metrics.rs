@@ -202,7 +202,12 @@ pub fn global() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
-/// Counts one reload pass and its load failures.
+/// Counts one failed load of a policy version.
+pub fn record_load_failure(policy: &str) {
+    global().load_failures.with_label_values(&[policy]).inc();
+}
+
+/// Counts one reload pass, and a policy directory it could not read.
 pub fn record_reload(report: &ReloadReport) {
     let m = global();
     let outcome = if !report.failed.is_empty() {
@@ -213,7 +218,8 @@ pub fn record_reload(report: &ReloadReport) {
         "unchanged"
     };
     m.reloads.with_label_values(&[outcome]).inc();
-    for failure in &report.failed {
+    // Policy load failures are counted as they happen: a load may end after its pass.
+    for failure in report.failed.iter().filter(|f| f.policy == "*") {
         m.load_failures
             .with_label_values(&[failure.policy.as_str()])
             .inc();

@@ -7,13 +7,17 @@
 //! matter what triggered it or whether mtimes moved (ConfigMap volumes). Files
 //! still being written are waited for (the settle time); a version that fails to
 //! load leaves the last good one serving.
+//!
+//! Each changed policy loads on its own thread and swaps itself in when it is ready,
+//! so a slow compile (a JavaScript or Python component) holds back no other policy.
+//! A load that newer files (or a removal) overtook is never swapped in.
 
 use arc_swap::ArcSwap;
 use policy_engine::{Policy, PolicyEngine, PolicySettings};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// One consistent view of what is loaded.
@@ -54,6 +58,8 @@ pub struct PolicyStatus {
     pub settings_digest: Option<String>,
     /// When the serving version was loaded (Unix seconds).
     pub loaded_at: Option<u64>,
+    /// Content hash of a component being loaded now (compiled, or read from the cache).
+    pub loading: Option<String>,
     /// Routes it serves.
     pub routes: Vec<String>,
     /// The last load error, while the files on disk still fail to load.
@@ -111,6 +117,8 @@ pub struct ReloadReport {
     pub pending: Vec<String>,
     /// Policies whose files fail exactly as before; not retried.
     pub still_failing: Vec<String>,
+    /// Policies whose load newer files (or a removal) overtook; a later pass has them.
+    pub superseded: Vec<String>,
     /// Policies serving now.
     pub serving: Vec<String>,
     /// Wall time of the pass, settle waits included, in milliseconds.
@@ -147,15 +155,127 @@ impl PolicyFiles {
 }
 
 type Found = BTreeMap<String, PolicyFiles>;
-/// Load results of this pass, by policy, with the files they were made from.
-type Attempts = HashMap<String, ((String, Option<String>), Result<Policy, String>)>;
+/// A policy version's component hash and settings text.
+type Fingerprint = (String, Option<String>);
 type RouteTable = HashMap<String, Arc<Policy>>;
 
-/// State kept between passes, under the pass lock.
+/// Components at least this large (JavaScript, Python) compile one at a time: each
+/// takes seconds and up to a gigabyte. Smaller ones, and cache hits, never wait.
+const LARGE_COMPONENT_BYTES: usize = 4 << 20;
+
+/// Loads in flight and files known to fail. Every change to the snapshot is made
+/// under this lock.
 #[derive(Default)]
-struct PassState {
+struct Loads {
+    /// The newest load of each policy, until it is swapped in, fails or is overtaken.
+    running: HashMap<String, Arc<Load>>,
     /// Files that failed to load, by policy: not retried until they change.
-    failed: HashMap<String, (String, Option<String>)>,
+    failed: HashMap<String, Fingerprint>,
+}
+
+/// One policy version loading on its own thread.
+struct Load {
+    name: String,
+    fingerprint: Fingerprint,
+    settings_digest: Option<String>,
+    state: Mutex<LoadState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct LoadState {
+    /// The loaded policy or the error, once the thread is done.
+    result: Option<Result<Policy, String>>,
+    /// The trigger of the first pass that saw these files settle; only then may
+    /// the load be swapped in.
+    confirmed: Option<Trigger>,
+    /// How it ended.
+    outcome: Option<LoadOutcome>,
+}
+
+/// How a load ended.
+#[derive(Clone)]
+enum LoadOutcome {
+    Loaded,
+    Failed(String),
+    Superseded,
+}
+
+impl Load {
+    fn state(&self) -> MutexGuard<'_, LoadState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn end(&self, state: &mut LoadState, outcome: LoadOutcome) {
+        state.outcome = Some(outcome);
+        self.done.notify_all();
+    }
+
+    /// Newer files or a removal overtook it (call under the loads lock).
+    fn supersede(&self) {
+        let mut state = self.state();
+        if state.outcome.is_none() {
+            tracing::info!(policy = %self.name, version = %short(&self.fingerprint.0), "policy files changed again while loading; that load will not be swapped in");
+            self.end(&mut state, LoadOutcome::Superseded);
+        }
+    }
+
+    fn is_superseded(&self) -> bool {
+        matches!(self.state().outcome, Some(LoadOutcome::Superseded))
+    }
+
+    /// Blocks until the load has ended.
+    fn wait(&self) -> LoadOutcome {
+        let mut state = self.state();
+        loop {
+            if let Some(outcome) = &state.outcome {
+                return outcome.clone();
+            }
+            state = self.done.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// A reload pass whose scan is done and whose loads may still run.
+pub struct Pass {
+    registry: Arc<Registry>,
+    report: ReloadReport,
+    loads: Vec<Arc<Load>>,
+    started: Instant,
+}
+
+impl Pass {
+    /// Policies whose files were still changing: re-check them after the settle time.
+    pub fn pending(&self) -> &[String] {
+        &self.report.pending
+    }
+
+    /// Whether every load of the pass has ended.
+    pub fn is_done(&self) -> bool {
+        self.loads.iter().all(|l| l.state().outcome.is_some())
+    }
+
+    /// Waits for the pass's loads to end (each swaps itself in as soon as it is
+    /// ready, not when the pass ends) and reports what the pass did.
+    pub fn finish(self) -> ReloadReport {
+        let mut report = self.report;
+        for load in &self.loads {
+            let name = load.name.clone();
+            match load.wait() {
+                LoadOutcome::Loaded => report.loaded.push(name),
+                LoadOutcome::Failed(error) => report.failed.push(LoadFailure {
+                    policy: name,
+                    version: load.fingerprint.0.clone(),
+                    error,
+                }),
+                LoadOutcome::Superseded => report.superseded.push(name),
+            }
+        }
+        report.serving = self.registry.snapshot().policies.keys().cloned().collect();
+        report.elapsed_ms = self.started.elapsed().as_millis() as u64;
+        crate::metrics::record_reload(&report);
+        report
+    }
 }
 
 /// Loaded policies, their routes and their load history.
@@ -165,8 +285,14 @@ pub struct Registry {
     settle: Duration,
     snapshot: ArcSwap<Snapshot>,
     status: Mutex<BTreeMap<String, PolicyStatus>>,
-    /// Serializes reload passes.
-    pass: Mutex<PassState>,
+    /// Serializes the scans and decisions of reload passes (not their loads).
+    pass: Mutex<()>,
+    loads: Mutex<Loads>,
+    /// Held while a large component compiles.
+    large_compile: Mutex<()>,
+    /// Where large components compile, so that their parallel compile does not queue
+    /// small ones behind it in rayon's global pool (none if it cannot be built).
+    large_compile_threads: OnceLock<Option<rayon::ThreadPool>>,
 }
 
 fn unix_ms() -> u64 {
@@ -185,7 +311,10 @@ impl Registry {
             settle: Duration::from_millis(100),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             status: Mutex::new(BTreeMap::new()),
-            pass: Mutex::new(PassState::default()),
+            pass: Mutex::new(()),
+            loads: Mutex::new(Loads::default()),
+            large_compile: Mutex::new(()),
+            large_compile_threads: OnceLock::new(),
         }
     }
 
@@ -229,16 +358,25 @@ impl Registry {
     }
 
     /// Re-reads the directory; loads what changed, keeps the last good version of
-    /// what fails, retires what was removed, then swaps in the new snapshot.
-    /// Blocking: waits for files to settle and compiles components. Call it off
-    /// the request path; passes are serialized.
-    pub fn reload(&self, trigger: Trigger) -> ReloadReport {
-        let mut pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
-        let started = Instant::now();
-        let mut report = ReloadReport::default();
-        let current = self.snapshot.load_full();
-        let mut attempts = Attempts::new();
-        let (found, pending) = match self.settled_scan(&current, &pass, &mut attempts) {
+    /// what fails, retires what was removed. Blocking: waits for files to settle
+    /// and for the loads to end. Call it off the request path.
+    pub fn reload(self: &Arc<Self>, trigger: Trigger) -> ReloadReport {
+        self.begin_reload(trigger).finish()
+    }
+
+    /// The first part of [`Registry::reload`]: scans until the files settle, retires
+    /// removed policies and starts (or joins) the loads of changed ones, without
+    /// waiting for them. Passes are serialized up to here; their loads are not.
+    pub fn begin_reload(self: &Arc<Self>, trigger: Trigger) -> Pass {
+        let _pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pass = Pass {
+            registry: self.clone(),
+            report: ReloadReport::default(),
+            loads: Vec::new(),
+            started: Instant::now(),
+        };
+        let report = &mut pass.report;
+        let (found, pending) = match self.settled_scan() {
             Ok(scan) => scan,
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the policy directory; nothing changes");
@@ -247,150 +385,233 @@ impl Registry {
                     version: String::new(),
                     error: format!("reading {}: {e}", self.dir.display()),
                 });
-                report.elapsed_ms = started.elapsed().as_millis() as u64;
-                return report;
+                return pass;
             }
         };
-        let mut policies: BTreeMap<String, Arc<Policy>> = BTreeMap::new();
-        // Recorded in the status only once they serve.
-        let mut newly_loaded: Vec<Arc<Policy>> = Vec::new();
         for name in &pending {
             tracing::info!(policy = %name, "policy files are still changing; re-checking later");
-            if let Some(p) = current.policies.get(name) {
-                policies.insert(name.clone(), p.clone());
-            }
         }
+        let mut loads = self.lock_loads();
+        // Loads swap themselves in under this lock: this is what serves now.
+        let current = self.snapshot.load_full();
         for (name, files) in found.iter().filter(|(n, _)| !pending.contains(*n)) {
             let settings = parse_settings(name, files.settings_text.as_deref());
-            let settings_digest = settings.as_ref().ok().map(|s| s.digest());
-            let serving = current.policies.get(name);
-            let unchanged = serving.filter(|p| {
-                p.version == files.version && settings_digest.as_ref() == Some(&p.settings_digest)
-            });
-            if let Some(p) = unchanged {
-                policies.insert(name.clone(), p.clone());
-                if pass.failed.remove(name).is_some() {
-                    // The failing files were replaced by the serving version again.
+            if current
+                .policies
+                .get(name)
+                .is_some_and(|p| serves(p, files, &settings))
+            {
+                // Back to (or still at) the serving version: nothing newer may replace it.
+                if let Some(load) = loads.running.remove(name) {
+                    self.overtake(&load);
+                }
+                if loads.failed.remove(name).is_some() {
                     self.clear_error(name);
                 }
                 continue;
             }
-            if pass.failed.get(name) == Some(&files.fingerprint()) {
+            if loads.failed.get(name) == Some(&files.fingerprint()) {
                 report.still_failing.push(name.clone());
-                if let Some(p) = serving {
-                    policies.insert(name.clone(), p.clone());
-                }
                 continue;
             }
-            let loaded = match attempts.remove(name) {
-                Some((fingerprint, result)) if fingerprint == files.fingerprint() => result,
-                _ => self.load(name, files, settings),
-            };
-            match loaded {
-                Ok(policy) => {
-                    tracing::info!(policy = %name, version = %short(&policy.version), settings = %short(&policy.settings_digest), compile_ms = policy.compile_time.as_millis() as u64, from_cache = policy.from_cache, ?trigger, "policy loaded");
-                    pass.failed.remove(name);
-                    let policy = Arc::new(policy);
-                    newly_loaded.push(policy.clone());
-                    report.loaded.push(name.clone());
-                    policies.insert(name.clone(), policy);
-                }
-                Err(error) => {
-                    tracing::error!(policy = %name, version = %short(&files.version), %error, ?trigger, serving = ?serving.map(|p| short(&p.version)), "policy failed to load; the last good version keeps serving");
-                    pass.failed.insert(name.clone(), files.fingerprint());
-                    self.record_failed(
-                        name,
-                        trigger,
-                        &files.version,
-                        settings_digest.as_deref(),
-                        &error,
-                    );
-                    report.failed.push(LoadFailure {
-                        policy: name.clone(),
-                        version: files.version.clone(),
-                        error,
-                    });
-                    if let Some(p) = serving {
-                        policies.insert(name.clone(), p.clone());
-                    }
-                }
-            }
+            pass.loads
+                .push(self.load_of(&mut loads, name, files, settings));
         }
-        // Gone from the directory: retire the serving ones, forget the failing ones.
-        let known: Vec<String> = self
+        // Gone from the directory: retire the serving ones, forget the rest.
+        let known: BTreeSet<String> = self
             .status
             .lock()
             .map(|s| s.keys().cloned().collect())
             .unwrap_or_default();
-        for name in known {
-            if found.contains_key(&name) || pending.contains(&name) {
-                continue;
+        let gone: BTreeSet<String> = known
+            .into_iter()
+            .chain(loads.running.keys().cloned())
+            .filter(|n| !found.contains_key(n) && !pending.contains(n))
+            .collect();
+        let mut policies = current.policies.clone();
+        for name in gone {
+            loads.failed.remove(&name);
+            if let Some(load) = loads.running.remove(&name) {
+                self.overtake(&load);
             }
-            pass.failed.remove(&name);
-            if current.policies.contains_key(&name) {
+            if policies.remove(&name).is_some() {
                 tracing::info!(policy = %name, ?trigger, "policy removed; its routes are retired and answer 404");
                 report.removed.push(name);
             } else {
                 self.clear_error(&name);
             }
         }
-        if report.changed() {
-            let (routes, conflicts) = assign_routes(&policies, &current);
-            self.snapshot.store(Arc::new(Snapshot { policies, routes }));
-            for policy in &newly_loaded {
-                self.record_loaded(&policy.name, trigger, policy);
-            }
+        if !report.removed.is_empty() {
+            self.publish(policies, &current);
             for name in &report.removed {
                 self.record_removed(name, trigger);
             }
-            for (name, error) in conflicts {
-                tracing::error!(policy = %name, %error, "route conflict");
-                self.with_status(&name, |s| s.last_error = Some(error));
-            }
+        }
+        drop(loads);
+        for load in &pass.loads {
+            load.state().confirmed.get_or_insert(trigger);
+            self.swap_in(load);
         }
         report.pending = pending.into_iter().collect();
-        report.serving = self.snapshot.load().policies.keys().cloned().collect();
-        report.elapsed_ms = started.elapsed().as_millis() as u64;
-        crate::metrics::record_reload(&report);
-        report
+        pass
+    }
+
+    /// The load of these files: the running one, or a new one that overtakes any
+    /// older load of the policy.
+    fn load_of(
+        self: &Arc<Self>,
+        loads: &mut Loads,
+        name: &str,
+        files: &PolicyFiles,
+        settings: Result<PolicySettings, String>,
+    ) -> Arc<Load> {
+        let fingerprint = files.fingerprint();
+        if let Some(load) = loads.running.get(name) {
+            if load.fingerprint == fingerprint {
+                return load.clone();
+            }
+        }
+        let load = Arc::new(Load {
+            name: name.to_string(),
+            fingerprint,
+            settings_digest: settings.as_ref().ok().map(|s| s.digest()),
+            state: Mutex::new(LoadState::default()),
+            done: Condvar::new(),
+        });
+        if let Some(older) = loads.running.insert(name.to_string(), load.clone()) {
+            older.supersede();
+        }
+        tracing::info!(policy = %name, version = %short(&files.version), "loading a policy version");
+        self.with_status(name, |s| s.loading = Some(files.version.clone()));
+        let (registry, files, thread_load) = (self.clone(), files.clone(), load.clone());
+        let spawned = std::thread::Builder::new()
+            .name("policy-load".into())
+            .spawn(move || {
+                let result = registry.load(&thread_load, &files, settings);
+                thread_load.state().result = Some(result);
+                registry.swap_in(&thread_load);
+            });
+        if let Err(e) = spawned {
+            // Ends as a failure once a pass confirms it (the caller holds the loads lock).
+            load.state().result = Some(Err(format!("cannot start a load thread: {e}")));
+        }
+        load
+    }
+
+    /// Ends a load that is done and confirmed, unless something overtook it: swaps a
+    /// loaded policy in, or records the failure (the last good version keeps serving).
+    fn swap_in(&self, load: &Load) {
+        let mut loads = self.lock_loads();
+        let mut state = load.state();
+        if state.outcome.is_some() {
+            if state.result.take().is_some() {
+                tracing::info!(policy = %load.name, version = %short(&load.fingerprint.0), "an overtaken policy load finished; discarded");
+            }
+            return;
+        }
+        let Some(trigger) = state.confirmed else {
+            return;
+        };
+        let Some(result) = state.result.take() else {
+            return;
+        };
+        loads.running.remove(&load.name);
+        self.with_status(&load.name, |s| s.loading = None);
+        match result {
+            Ok(policy) => {
+                tracing::info!(policy = %load.name, version = %short(&policy.version), settings = %short(&policy.settings_digest), compile_ms = policy.compile_time.as_millis() as u64, from_cache = policy.from_cache, ?trigger, "policy loaded");
+                loads.failed.remove(&load.name);
+                let policy = Arc::new(policy);
+                let current = self.snapshot.load_full();
+                let mut policies = current.policies.clone();
+                policies.insert(load.name.clone(), policy.clone());
+                let conflicts = self.publish(policies, &current);
+                self.record_loaded(&load.name, trigger, &policy);
+                for (name, error) in conflicts {
+                    tracing::error!(policy = %name, %error, "route conflict");
+                    self.with_status(&name, |s| s.last_error = Some(error));
+                }
+                load.end(&mut state, LoadOutcome::Loaded);
+            }
+            Err(error) => {
+                let serving = self
+                    .snapshot
+                    .load()
+                    .policies
+                    .get(&load.name)
+                    .map(|p| p.version.clone());
+                tracing::error!(policy = %load.name, version = %short(&load.fingerprint.0), %error, ?trigger, serving = ?serving.as_deref().map(short), "policy failed to load; the last good version keeps serving");
+                loads
+                    .failed
+                    .insert(load.name.clone(), load.fingerprint.clone());
+                self.record_failed(
+                    &load.name,
+                    trigger,
+                    &load.fingerprint.0,
+                    load.settings_digest.as_deref(),
+                    &error,
+                );
+                crate::metrics::record_load_failure(&load.name);
+                load.end(&mut state, LoadOutcome::Failed(error));
+            }
+        }
+    }
+
+    /// Ends a running load that newer files or a removal overtook (call under the loads lock).
+    fn overtake(&self, load: &Load) {
+        load.supersede();
+        self.with_status(&load.name, |s| {
+            if s.loading.as_ref() == Some(&load.fingerprint.0) {
+                s.loading = None;
+            }
+        });
+    }
+
+    /// Swaps in a snapshot of these policies with their routes (call under the loads
+    /// lock); returns the route conflicts.
+    fn publish(
+        &self,
+        policies: BTreeMap<String, Arc<Policy>>,
+        current: &Snapshot,
+    ) -> Vec<(String, String)> {
+        let (routes, conflicts) = assign_routes(&policies, current);
+        self.snapshot.store(Arc::new(Snapshot { policies, routes }));
+        conflicts
+    }
+
+    fn lock_loads(&self) -> MutexGuard<'_, Loads> {
+        self.loads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Scans the directory, waiting for changed files to settle: a changed file
     /// younger than the settle time, or a serving policy that disappeared, is
     /// read again after the wait, and must read the same. Names still moving
     /// after a few rounds are returned as pending.
-    /// Changed policies are loaded (compiled) while their files settle, so the
-    /// settle time costs nothing when compiling takes longer.
-    fn settled_scan(
-        &self,
-        current: &Snapshot,
-        pass: &PassState,
-        attempts: &mut Attempts,
-    ) -> std::io::Result<(Found, BTreeSet<String>)> {
+    /// Changed policies start loading at once, so the settle time costs nothing
+    /// when compiling takes longer.
+    fn settled_scan(self: &Arc<Self>) -> std::io::Result<(Found, BTreeSet<String>)> {
         let mut found = scan(&self.dir)?;
         let mut pending = BTreeSet::new();
         for _ in 0..SETTLE_ROUNDS {
-            let must_confirm = self.settle_wait(&found, current).is_some();
-            for (name, files) in &found {
-                let fingerprint = files.fingerprint();
-                let settings = parse_settings(name, files.settings_text.as_deref());
-                let unchanged = current.policies.get(name).is_some_and(|p| {
-                    p.version == files.version
-                        && settings
-                            .as_ref()
-                            .is_ok_and(|s| s.digest() == p.settings_digest)
-                });
-                let tried = attempts.get(name).is_some_and(|(f, _)| *f == fingerprint)
-                    || pass.failed.get(name) == Some(&fingerprint);
-                if !unchanged && !tried {
-                    let result = self.load(name, files, settings);
-                    attempts.insert(name.clone(), (fingerprint, result));
+            let current = self.snapshot.load_full();
+            let must_confirm = self.settle_wait(&found, &current).is_some();
+            {
+                let mut loads = self.lock_loads();
+                for (name, files) in &found {
+                    let settings = parse_settings(name, files.settings_text.as_deref());
+                    let serving = current
+                        .policies
+                        .get(name)
+                        .is_some_and(|p| serves(p, files, &settings));
+                    if !serving && loads.failed.get(name) != Some(&files.fingerprint()) {
+                        self.load_of(&mut loads, name, files, settings);
+                    }
                 }
             }
             if !must_confirm {
                 return Ok((found, BTreeSet::new()));
             }
-            if let Some(wait) = self.settle_wait(&found, current) {
+            if let Some(wait) = self.settle_wait(&found, &current) {
                 std::thread::sleep(wait);
             }
             let again = scan(&self.dir)?;
@@ -412,18 +633,46 @@ impl Registry {
         Ok((found, pending))
     }
 
-    /// Compiles and validates one policy version.
+    /// Compiles (or takes from the cache) and validates one policy version, on its
+    /// load thread. A large component that is not in the cache waits for any other
+    /// large compile first, and is skipped if it was overtaken meanwhile.
     fn load(
         &self,
-        name: &str,
+        load: &Load,
         files: &PolicyFiles,
         settings: Result<PolicySettings, String>,
     ) -> Result<Policy, String> {
-        settings.and_then(|s| {
+        let settings = settings?;
+        let load_now = || {
             self.engine
-                .load(name, &files.component, s)
+                .load(&load.name, &files.component, settings.clone())
                 .map_err(|e| e.to_string())
-        })
+        };
+        if files.component.len() < LARGE_COMPONENT_BYTES
+            || self.engine.is_compiled(&files.component, &settings)
+        {
+            return load_now();
+        }
+        let _turn = self.large_compile.lock().unwrap_or_else(|p| p.into_inner());
+        if load.is_superseded() {
+            return Err("overtaken before it compiled".into());
+        }
+        match self.large_compile_threads() {
+            Some(threads) => threads.install(load_now),
+            None => load_now(),
+        }
+    }
+
+    fn large_compile_threads(&self) -> Option<&rayon::ThreadPool> {
+        self.large_compile_threads
+            .get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .thread_name(|i| format!("policy-compile-{i}"))
+                    .build()
+                    .inspect_err(|e| tracing::warn!(error = %e, "no thread pool for large compiles; they share rayon's"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// How long to wait before trusting this scan, if at all.
@@ -435,15 +684,12 @@ impl Registry {
         let mut wait: Option<Duration> = None;
         let mut longer = |d: Duration| wait = Some(wait.map_or(d, |w| w.max(d)));
         for (name, files) in found {
-            let changed = current.policies.get(name).is_none_or(|p| {
-                p.version != files.version
-                    || parse_settings(name, files.settings_text.as_deref())
-                        .map(|s| s.digest())
-                        .ok()
-                        .as_ref()
-                        != Some(&p.settings_digest)
-            });
-            if !changed {
+            let settings = parse_settings(name, files.settings_text.as_deref());
+            if current
+                .policies
+                .get(name)
+                .is_some_and(|p| serves(p, files, &settings))
+            {
                 continue;
             }
             let age = files
@@ -577,6 +823,14 @@ fn assign_routes(
         }
     }
     (routes, conflicts)
+}
+
+/// Whether `policy` is these files: the same component and settings.
+fn serves(policy: &Policy, files: &PolicyFiles, settings: &Result<PolicySettings, String>) -> bool {
+    policy.version == files.version
+        && settings
+            .as_ref()
+            .is_ok_and(|s| s.digest() == policy.settings_digest)
 }
 
 fn short(version: &str) -> &str {

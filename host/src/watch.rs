@@ -1,10 +1,10 @@
 //! Picks up policy changes without a restart. File system events (debounced),
 //! the polling timer and SIGHUP are only hints: each wakes one reloader thread,
-//! which runs [`Registry::reload`], and that rescans the directory and compares
-//! content hashes. Reloads never run on the request path.
+//! which runs [`Registry::begin_reload`], and that rescans the directory and compares
+//! content hashes. Loads run on their own threads; reloads never run on the request path.
 
 use crate::config::ReloadSettings;
-use crate::registry::{Registry, Trigger};
+use crate::registry::{Registry, ReloadReport, Trigger};
 use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
@@ -110,7 +110,7 @@ fn is_change(kind: &EventKind) -> bool {
 }
 
 fn reload_loop(
-    registry: &Registry,
+    registry: &Arc<Registry>,
     rx: &mpsc::Receiver<Trigger>,
     poll: Option<Duration>,
     retry: Duration,
@@ -136,16 +136,28 @@ fn reload_loop(
         };
         // Hints that arrived meanwhile are served by this one pass.
         while rx.try_recv().is_ok() {}
-        let report = registry.reload(trigger);
-        if report.changed() || !report.failed.is_empty() {
-            tracing::info!(?trigger, loaded = ?report.loaded, removed = ?report.removed, failed = report.failed.len(), pending = ?report.pending, elapsed_ms = report.elapsed_ms, "policy reload");
+        let pass = registry.begin_reload(trigger);
+        retry_at = (!pass.pending().is_empty()).then(|| Instant::now() + retry);
+        // Loads swap themselves in; the next hint needs no wait for them.
+        if pass.is_done() {
+            log_pass(trigger, &pass.finish());
         } else {
-            tracing::debug!(?trigger, pending = ?report.pending, "policy reload: nothing changed");
+            let finishing = std::thread::Builder::new().name("policy-reload-pass".into());
+            if let Err(e) = finishing.spawn(move || log_pass(trigger, &pass.finish())) {
+                tracing::warn!(error = %e, "cannot start a thread to report a reload pass");
+            }
         }
-        retry_at = (!report.pending.is_empty()).then(|| Instant::now() + retry);
         if let Some(p) = poll {
             next_poll = Some(Instant::now() + p);
         }
+    }
+}
+
+fn log_pass(trigger: Trigger, report: &ReloadReport) {
+    if report.changed() || !report.failed.is_empty() {
+        tracing::info!(?trigger, loaded = ?report.loaded, removed = ?report.removed, failed = report.failed.len(), superseded = ?report.superseded, pending = ?report.pending, elapsed_ms = report.elapsed_ms, "policy reload");
+    } else {
+        tracing::debug!(?trigger, superseded = ?report.superseded, pending = ?report.pending, "policy reload: nothing changed");
     }
 }
 

@@ -238,3 +238,155 @@ async fn c_js_and_python_policies_are_served_and_hot_reloaded() {
     // The same Paris session again: the new rate replaces the old discount.
     serve(&stripe, &host, PY_ROUTE, &paris, "Py v2", 3_000, 12_000).await;
 }
+
+/// Waits (up to 180 s) until `name`'s status satisfies `what`; returns it.
+async fn wait_status(host: &Host, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let s = status_of(host, name).await;
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "{name} never {what}: {s:#}\n{}",
+            host.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The log line of an overtaken load of `component` whose thread has ended.
+fn discarded(component: &[u8]) -> String {
+    let version = content_hash(component);
+    format!(
+        "an overtaken policy load finished; discarded policy=js-time-limited version={}",
+        &version[..12]
+    )
+}
+
+fn loaded_versions(status: &Value) -> Vec<String> {
+    status["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["outcome"] == "loaded")
+        .map(|e| e["version"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// New JavaScript builds load for seconds (a warm-up snapshot, then a compile). While
+/// one loads, another policy's change serves at once, and the load is never swapped in
+/// once newer files overtook it: the files going back to the serving version, or a
+/// newer version (here one the cache has, which does not wait for the compile).
+#[tokio::test]
+async fn a_slow_load_holds_back_no_other_policy_and_an_overtaken_one_never_serves() {
+    let (c1, js1) = (wasm("c-cart-threshold"), wasm("js-time-limited"));
+    // Builds no earlier run compiled.
+    let nonce = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let c2 = rebuilt(&c1, &format!("v2-{nonce}"));
+    let slow = [
+        rebuilt(&js1, &format!("slow-a-{nonce}")),
+        rebuilt(&js1, &format!("slow-b-{nonce}")),
+    ];
+    let (c_toml, js_toml) = (toml("c-cart-threshold"), toml("js-time-limited"));
+    let c2_toml = edited(&c_toml, "C v2", "");
+    let js2_toml = edited(&js_toml, "JS v2", "");
+    // The C policy's new build compiles while the JavaScript one does.
+    warm_cache(&[(&c1, &c_toml), (&js1, &js_toml), (&js1, &js2_toml)]);
+    let js2_digest = PolicySettings::from_toml(&js2_toml).unwrap().digest();
+
+    let dir = TempDir::new();
+    common::install_policy(dir.path(), "c-cart-threshold", &c1, &c_toml);
+    common::install_policy(dir.path(), "js-time-limited", &js1, &js_toml);
+    let stripe = Stripe::start().await;
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    wait_version(&host, "c-cart-threshold", &content_hash(&c1)).await;
+    wait_version(&host, "js-time-limited", &content_hash(&js1)).await;
+    let loading = |component: &[u8]| {
+        let version = content_hash(component);
+        move |s: &Value| s["loading"] == version.as_str()
+    };
+
+    // A new JavaScript build starts loading; the C policy's new version serves meanwhile.
+    common::install_policy(dir.path(), "js-time-limited", &slow[0], &js_toml);
+    wait_status(
+        &host,
+        "js-time-limited",
+        "started loading",
+        loading(&slow[0]),
+    )
+    .await;
+    common::install_policy(dir.path(), "c-cart-threshold", &c2, &c2_toml);
+    wait_version(&host, "c-cart-threshold", &content_hash(&c2)).await;
+    let js = status_of(&host, "js-time-limited").await;
+    assert_eq!(js["version"], content_hash(&js1), "{js:#}");
+    assert_eq!(
+        js["loading"],
+        content_hash(&slow[0]),
+        "still loading: {js:#}"
+    );
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    serve(&stripe, &host, C_ROUTE, &id, "C v2", 1_500, 13_500).await;
+
+    // The files go back to the serving version: the load is overtaken, and when it ends
+    // it is discarded.
+    common::install_policy(dir.path(), "js-time-limited", &js1, &js_toml);
+    wait_status(&host, "js-time-limited", "stopped loading", |s| {
+        s["loading"].is_null()
+    })
+    .await;
+    let wanted = discarded(&slow[0]);
+    wait_status(
+        &host,
+        "js-time-limited",
+        "finished the overtaken load",
+        |_| host.logs().contains(&wanted),
+    )
+    .await;
+    let js = status_of(&host, "js-time-limited").await;
+    assert_eq!(js["version"], content_hash(&js1), "{js:#}");
+    assert!(
+        !loaded_versions(&js).contains(&content_hash(&slow[0])),
+        "{js:#}"
+    );
+
+    // Another new build starts loading, then newer settings arrive for the serving
+    // component, compiled already: they serve before that load ends, and it never does.
+    common::install_policy(dir.path(), "js-time-limited", &slow[1], &js_toml);
+    wait_status(
+        &host,
+        "js-time-limited",
+        "started loading",
+        loading(&slow[1]),
+    )
+    .await;
+    common::install_policy(dir.path(), "js-time-limited", &js1, &js2_toml);
+    let js = wait_status(&host, "js-time-limited", "served the new settings", |s| {
+        s["settings_digest"] == js2_digest.as_str()
+    })
+    .await;
+    let wanted = discarded(&slow[1]);
+    assert!(
+        !host.logs().contains(&wanted),
+        "the new settings waited for the slow load: {js:#}"
+    );
+    wait_status(
+        &host,
+        "js-time-limited",
+        "finished the overtaken load",
+        |_| host.logs().contains(&wanted),
+    )
+    .await;
+    let js = status_of(&host, "js-time-limited").await;
+    assert_eq!(js["version"], content_hash(&js1), "{js:#}");
+    assert_eq!(js["settings_digest"], js2_digest.as_str(), "{js:#}");
+    assert!(js["loading"].is_null(), "{js:#}");
+    assert!(
+        !loaded_versions(&js).contains(&content_hash(&slow[1])),
+        "{js:#}"
+    );
+}
