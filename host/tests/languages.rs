@@ -98,22 +98,12 @@ async fn status_of(host: &Host, name: &str) -> Value {
 /// Waits (up to 3 min: a cold compile of a JS or Python component takes seconds) until the
 /// host serves `version` of the policy.
 async fn wait_version(host: &Host, name: &str, version: &str) {
-    let start = Instant::now();
-    loop {
-        let s = status_of(host, name).await;
-        if s["version"] == version {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "{name} never served {version}: {s:#}\n{}",
-            host.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_status(host, name, &format!("served {version}"), |s| {
+        s["version"] == version
+    })
+    .await;
 }
 
-/// Calls a route for a session; checks the host's answer and what Stripe holds.
 async fn serve(
     stripe: &Stripe,
     host: &Host,
@@ -265,6 +255,34 @@ fn discarded(component: &[u8]) -> String {
     )
 }
 
+/// Writes a new JavaScript build and waits until the host is loading it.
+async fn start_slow_load(host: &Host, dir: &std::path::Path, component: &[u8], settings: &str) {
+    common::install_policy(dir, "js-time-limited", component, settings);
+    let version = content_hash(component);
+    wait_status(host, "js-time-limited", "started loading", |s| {
+        s["loading"] == version.as_str()
+    })
+    .await;
+}
+
+/// Waits until the overtaken load of `component` has ended; it must never have served.
+/// Returns the policy's status then.
+async fn wait_discarded(host: &Host, component: &[u8]) -> Value {
+    let wanted = discarded(component);
+    let js = wait_status(
+        host,
+        "js-time-limited",
+        "finished the overtaken load",
+        |_| host.logs().contains(&wanted),
+    )
+    .await;
+    assert!(
+        !loaded_versions(&js).contains(&content_hash(component)),
+        "an overtaken load served: {js:#}"
+    );
+    js
+}
+
 fn loaded_versions(status: &Value) -> Vec<String> {
     status["history"]
         .as_array()
@@ -306,20 +324,8 @@ async fn a_slow_load_holds_back_no_other_policy_and_an_overtaken_one_never_serve
     let host = Host::start(&stripe.url(), dir.path(), "");
     wait_version(&host, "c-cart-threshold", &content_hash(&c1)).await;
     wait_version(&host, "js-time-limited", &content_hash(&js1)).await;
-    let loading = |component: &[u8]| {
-        let version = content_hash(component);
-        move |s: &Value| s["loading"] == version.as_str()
-    };
-
     // A new JavaScript build starts loading; the C policy's new version serves meanwhile.
-    common::install_policy(dir.path(), "js-time-limited", &slow[0], &js_toml);
-    wait_status(
-        &host,
-        "js-time-limited",
-        "started loading",
-        loading(&slow[0]),
-    )
-    .await;
+    start_slow_load(&host, dir.path(), &slow[0], &js_toml).await;
     common::install_policy(dir.path(), "c-cart-threshold", &c2, &c2_toml);
     wait_version(&host, "c-cart-threshold", &content_hash(&c2)).await;
     let js = status_of(&host, "js-time-limited").await;
@@ -339,54 +345,23 @@ async fn a_slow_load_holds_back_no_other_policy_and_an_overtaken_one_never_serve
         s["loading"].is_null()
     })
     .await;
-    let wanted = discarded(&slow[0]);
-    wait_status(
-        &host,
-        "js-time-limited",
-        "finished the overtaken load",
-        |_| host.logs().contains(&wanted),
-    )
-    .await;
-    let js = status_of(&host, "js-time-limited").await;
+    let js = wait_discarded(&host, &slow[0]).await;
     assert_eq!(js["version"], content_hash(&js1), "{js:#}");
-    assert!(
-        !loaded_versions(&js).contains(&content_hash(&slow[0])),
-        "{js:#}"
-    );
 
     // Another new build starts loading, then newer settings arrive for the serving
     // component, compiled already: they serve before that load ends, and it never does.
-    common::install_policy(dir.path(), "js-time-limited", &slow[1], &js_toml);
-    wait_status(
-        &host,
-        "js-time-limited",
-        "started loading",
-        loading(&slow[1]),
-    )
-    .await;
+    start_slow_load(&host, dir.path(), &slow[1], &js_toml).await;
     common::install_policy(dir.path(), "js-time-limited", &js1, &js2_toml);
     let js = wait_status(&host, "js-time-limited", "served the new settings", |s| {
         s["settings_digest"] == js2_digest.as_str()
     })
     .await;
-    let wanted = discarded(&slow[1]);
     assert!(
-        !host.logs().contains(&wanted),
+        !host.logs().contains(&discarded(&slow[1])),
         "the new settings waited for the slow load: {js:#}"
     );
-    wait_status(
-        &host,
-        "js-time-limited",
-        "finished the overtaken load",
-        |_| host.logs().contains(&wanted),
-    )
-    .await;
-    let js = status_of(&host, "js-time-limited").await;
+    let js = wait_discarded(&host, &slow[1]).await;
     assert_eq!(js["version"], content_hash(&js1), "{js:#}");
     assert_eq!(js["settings_digest"], js2_digest.as_str(), "{js:#}");
     assert!(js["loading"].is_null(), "{js:#}");
-    assert!(
-        !loaded_versions(&js).contains(&content_hash(&slow[1])),
-        "{js:#}"
-    );
 }
