@@ -25,6 +25,9 @@ fi
 if [ ! -f "$target_dir/policies/cart-threshold.wasm" ]; then
     scripts/build-policies.sh
 fi
+if [ ! -f "$target_dir/policies/js-time-limited.wasm" ]; then
+    POLICY_OUT_DIR="$target_dir/policies" scripts/build-lang-policies.sh
+fi
 cargo build --release -p discount-host
 
 work="$(mktemp -d)"
@@ -70,5 +73,6 @@ curl -sS -o /dev/null -X POST "$host_url/apply-cart-discount" -H 'Content-Type: 
 
 mkdir -p "$target_dir/browser"
 HOST_URL="$host_url" STRIPE_URL="$stripe_url" ADMIN_TOKEN="$token" DRY_SESSION_ID="$session" \
+    POLICY_DIR="$work/policies" NEW_BUILD="$target_dir/policies/js-time-limited" \
     CHROMIUM="$chromium_bin" SCREENSHOT="$target_dir/browser/dashboard.png" \
     node scripts/browser/dashboard.test.mjs

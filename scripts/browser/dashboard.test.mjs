@@ -2,10 +2,15 @@
 // sign in (a wrong token first), read the policies, recent decisions and chart,
 // run a dry run, and check the emulator saw no discount update.
 //
+// Then a new JavaScript build dropped into the policy directory shows as loading.
+//
 // Env: HOST_URL, STRIPE_URL, ADMIN_TOKEN, DRY_SESSION_ID (an open session of
-// 120.00 to dry-run), CHROMIUM, SCREENSHOT (optional PNG path). Prints `browser: N passed, M failed`.
+// 120.00 to dry-run), POLICY_DIR (the host's), NEW_BUILD (path of a JavaScript
+// policy without `.wasm`/`.toml`), CHROMIUM, SCREENSHOT (optional PNG path).
+// Prints `browser: N passed, M failed`.
 import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -18,6 +23,8 @@ const HOST = env("HOST_URL");
 const STRIPE = env("STRIPE_URL");
 const TOKEN = env("ADMIN_TOKEN");
 const DRY_SESSION = env("DRY_SESSION_ID");
+const POLICY_DIR = env("POLICY_DIR");
+const NEW_BUILD = env("NEW_BUILD");
 
 let passed = 0;
 let failed = 0;
@@ -29,6 +36,21 @@ function check(name, ok, detail = "") {
     failed++;
     console.log(`FAIL ${name} ${detail}`);
   }
+}
+
+// Writes `bytes` to `name` in the policy directory the way deploy tools do: a hidden
+// temporary file renamed into place.
+function deploy(name, bytes) {
+  const tmp = join(POLICY_DIR, `.${name}.tmp`);
+  writeFileSync(tmp, bytes);
+  renameSync(tmp, join(POLICY_DIR, name));
+}
+
+// The component with a custom section that makes it a build no cache has seen.
+function newBuild(component) {
+  const name = Buffer.from("policy-build");
+  const payload = Buffer.concat([Buffer.from([name.length]), name, Buffer.from(`browser-${Date.now()}`)]);
+  return Buffer.concat([component, Buffer.from([0, payload.length]), payload]);
 }
 
 async function updatesOf(session) {
@@ -104,6 +126,22 @@ try {
   const raw = JSON.parse(await page.textContent("#dr-result"));
   check("dry run shows logs and cost", raw.logs.length > 0 && raw.cost.fuel_used > 0);
   check("dry run made no Stripe update", (await updatesOf(DRY_SESSION)) === updatesBefore);
+
+  // A new JavaScript policy compiles for seconds; its row says so until it serves.
+  const build = newBuild(readFileSync(`${NEW_BUILD}.wasm`));
+  const version = createHash("sha256").update(build).digest("hex").slice(0, 12);
+  deploy("js-time-limited.toml", readFileSync(`${NEW_BUILD}.toml`));
+  deploy("js-time-limited.wasm", build);
+  await page
+    .waitForFunction(
+      (v) => document.querySelector('#policies tr[data-policy="js-time-limited"] .loading')?.textContent === `loading ${v}`,
+      version,
+      { timeout: 20000 },
+    )
+    .then(() => check("a policy being loaded shows as loading", true))
+    .catch(async () =>
+      check("a policy being loaded shows as loading", false, await page.textContent("#policies")),
+    );
 
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
   check("no script errors", errors.length === 0, errors.join("; "));
