@@ -487,7 +487,11 @@ impl Registry {
         let spawned = std::thread::Builder::new()
             .name("policy-load".into())
             .spawn(move || {
-                let result = registry.load(&thread_load, &files, settings);
+                let load = || registry.load(&thread_load, &files, settings);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
+                    .unwrap_or_else(|panic| {
+                        Err(format!("the load panicked: {}", panic_message(&*panic)))
+                    });
                 thread_load.state().result = Some(result);
                 registry.swap_in(&thread_load);
             });
@@ -823,6 +827,15 @@ fn assign_routes(
         }
     }
     (routes, conflicts)
+}
+
+/// The message of a caught panic, if it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 /// Whether `policy` is these files: the same component and settings.
