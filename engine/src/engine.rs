@@ -576,17 +576,23 @@ impl PolicyEngine {
             return false;
         };
         let key = cache_key(&content_hash(component), settings);
-        let limits = self.inner.defaults.with_overrides(&settings.limits);
-        let pool = &self.inner.pool;
-        let backend = if !pool.enabled || limits.memory_bytes <= pool.max_memory_bytes {
-            &self.inner.primary
-        } else {
+        let backend = if self.is_on_demand(settings) {
             match self.inner.on_demand.get() {
                 Some(Ok(on_demand)) => on_demand,
                 _ => return false,
             }
+        } else {
+            &self.inner.primary
         };
         cache.contains(&backend.engine, &key)
+    }
+
+    /// Whether a policy with these settings loads on demand: the pool is on, and its
+    /// memory limit is above the pool's slots.
+    fn is_on_demand(&self, settings: &PolicySettings) -> bool {
+        let pool = &self.inner.pool;
+        let limits = self.inner.defaults.with_overrides(&settings.limits);
+        pool.enabled && limits.memory_bytes > pool.max_memory_bytes
     }
 
     /// The host's default limits.
@@ -625,15 +631,11 @@ impl PolicyEngine {
         settings: PolicySettings,
     ) -> Result<Policy, LoadError> {
         check_component_header(component)?;
-        let pool = &self.inner.pool;
-        let limits = self.inner.defaults.with_overrides(&settings.limits);
-        if !pool.enabled || limits.memory_bytes > pool.max_memory_bytes {
-            let backend = if pool.enabled {
-                self.on_demand()?
-            } else {
-                &self.inner.primary
-            };
-            return self.load_into(backend, name, component, settings);
+        if !self.inner.pool.enabled {
+            return self.load_into(&self.inner.primary, name, component, settings);
+        }
+        if self.is_on_demand(&settings) {
+            return self.load_into(self.on_demand()?, name, component, settings);
         }
         match self.load_into(&self.inner.primary, name, component, settings.clone()) {
             Err(LoadError::Instantiate(pooled_error)) => {
