@@ -116,12 +116,13 @@ fn the_snapshot_is_cached_per_component_and_settings() {
     assert!(again.from_cache, "the same component and settings reuse it");
     assert!(!other.from_cache, "other settings take their own snapshot");
     assert!(is_compiled("keep"));
-    // The new snapshot has the component's code: almost all its functions come from the
-    // cache (a few trampolines and initialisers differ).
+    // The new snapshot has the component's code: most of its functions come from the
+    // cache. Some trampolines and initialisers differ, and how many varies from run to
+    // run (up to 16 % of the first compile's, measured): without the cache, all of them.
     assert!(compiled > 50, "{compiled} functions cached");
     let added = functions() - compiled;
     assert!(
-        added * 10 <= compiled,
+        added * 4 <= compiled,
         "{added} more functions after {compiled}"
     );
     let session = fixtures::open_session("cs_test_cache", "usd", 1000);
