@@ -3,11 +3,13 @@
 //! 1. Reload latency: from the rename of a new `promo.wasm` (a Rust policy, new content
 //!    hash, so compiled) into the watched directory to the new version serving;
 //!    also for a settings-only change and for a component already in the cache.
+//!    Then the same new-component reload while a new build of `js-time-limited` (when
+//!    built) compiles, written 0.5 s before: it must not wait for that compile.
 //! 2. Restart time (spawn to the ready line) with a cold and a warm compilation cache,
 //!    for every policy in `target/policies` (Rust, JS and Python when built).
 //!
 //! Run: `cargo build --release -p discount-host && cargo run --release -p discount-host
-//! --example reload_bench [-- RELOADS RESTARTS]` (defaults 30 and 2).
+//! --example reload_bench [-- RELOADS RESTARTS DURING]` (defaults 30, 2 and 3).
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -136,6 +138,10 @@ fn summary(name: &str, mut ms: Vec<f64>) {
 }
 
 async fn promo_status(http: &reqwest::Client, url: &str) -> Value {
+    status_of(http, url, "promo").await
+}
+
+async fn status_of(http: &reqwest::Client, url: &str, name: &str) -> Value {
     let all: Value = http
         .get(format!("{url}/admin/policies"))
         .send()
@@ -145,7 +151,7 @@ async fn promo_status(http: &reqwest::Client, url: &str) -> Value {
         .await
         .unwrap();
     all.as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == "promo").cloned())
+        .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
         .unwrap_or(Value::Null)
 }
 
@@ -179,6 +185,7 @@ async fn main() {
         .collect();
     let reloads = args.first().copied().unwrap_or(30);
     let restarts = args.get(1).copied().unwrap_or(2);
+    let during = args.get(2).copied().unwrap_or(3);
     let built = workspace().join("target/policies");
     let emulator = stripe_emulator::Emulator::new()
         .start("127.0.0.1:0")
@@ -240,6 +247,36 @@ async fn main() {
         let swap = write_atomic(&dir.join("promo.wasm"), wasm);
         cached.push(timed_swap(&http, &host.url, swap, |s| s["version"] == hash.as_str()).await);
     }
+    // A new promo build while a new JavaScript build compiles (written 0.5 s before).
+    let js = std::fs::read(built.join("js-time-limited.wasm")).ok();
+    let js_toml = std::fs::read(built.join("js-time-limited.toml")).ok();
+    let (mut promo_during, mut js_serving) = (vec![], vec![]);
+    if let (Some(js), Some(js_toml)) = (&js, &js_toml) {
+        std::fs::write(dir.join("js-time-limited.toml"), js_toml).unwrap();
+        for n in 0..during {
+            let js_build = unique(js, n);
+            let js_hash = policy_engine::engine::content_hash(&js_build);
+            let (tmp, path) = write_atomic(&dir.join("js-time-limited.wasm"), &js_build);
+            let js_written = Instant::now();
+            std::fs::rename(tmp, path).unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let wasm = unique(&base, reloads + n);
+            let hash = policy_engine::engine::content_hash(&wasm);
+            let swap = write_atomic(&dir.join("promo.wasm"), &wasm);
+            promo_during
+                .push(timed_swap(&http, &host.url, swap, |s| s["version"] == hash.as_str()).await);
+            while status_of(&http, &host.url, "js-time-limited").await["version"]
+                != js_hash.as_str()
+            {
+                assert!(
+                    js_written.elapsed() < Duration::from_secs(300),
+                    "the JS build never served"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            js_serving.push(js_written.elapsed().as_secs_f64() * 1e3 - 500.0);
+        }
+    }
     // The route serves after all that.
     let r = http
         .post(format!("{}/apply-cart-discount", host.url))
@@ -261,8 +298,22 @@ async fn main() {
     summary("    of which compile", compile_ms);
     summary("  settings-only change", settings_only);
     summary("  component already in the cache", cached);
+    if !promo_during.is_empty() {
+        println!(
+            "while a new js-time-limited build ({} KiB) compiles, written 0.5 s before the promo:",
+            js.as_ref().map_or(0, |j| j.len() / 1024)
+        );
+        summary("  new promo component (compiled)", promo_during);
+        summary("  the JS build, from the promo's write", js_serving);
+    }
 
-    // 2. Restart with a cold and a warm compilation cache.
+    // 2. Restart with a cold and a warm compilation cache (RESTARTS = 0 skips it).
+    if restarts == 0 {
+        for d in [dir, cache] {
+            std::fs::remove_dir_all(d).ok();
+        }
+        return;
+    }
     let all = temp_dir("restart");
     let mut names = vec![];
     for entry in std::fs::read_dir(&built).unwrap() {
@@ -282,14 +333,14 @@ async fn main() {
     let config = "[reload]\nwatch = false\npoll_interval_ms = 3600000\n";
     let warm_cache = temp_dir("restart-warm");
     let mut cold = vec![];
-    for i in 0..restarts.max(1) {
+    for i in 0..restarts {
         let c = temp_dir(&format!("restart-cold-{i}"));
         cold.push(spawn_host(&stripe, &all, &c, config).1.as_secs_f64() * 1e3);
         std::fs::remove_dir_all(c).ok();
     }
     spawn_host(&stripe, &all, &warm_cache, config); // fills the cache
     let mut warm = vec![];
-    for _ in 0..restarts.max(1) + 1 {
+    for _ in 0..restarts + 1 {
         warm.push(
             spawn_host(&stripe, &all, &warm_cache, config)
                 .1
