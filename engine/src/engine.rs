@@ -12,7 +12,7 @@ use crate::limits::Limits;
 use crate::pool::{MemoryReset, Permit, Permits, PoolSettings};
 use crate::settings::PolicySettings;
 use crate::{fixtures, mapping, preinit};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -81,7 +81,7 @@ impl std::fmt::Debug for Teardown {
 }
 
 /// Engine-wide settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
     /// Default limits; a policy's settings may override them.
     pub limits: Limits,
@@ -115,6 +115,8 @@ struct EngineInner {
     primary: Backend,
     /// On demand, created when a policy does not fit the pool.
     on_demand: OnceLock<Result<Backend, String>>,
+    /// What the engine was made from.
+    config: EngineConfig,
     pool: PoolSettings,
     defaults: Limits,
     cache: Option<ComponentCache>,
@@ -177,7 +179,7 @@ impl Drop for EngineInner {
 }
 
 /// Why a component could not be loaded.
-#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum LoadError {
     /// The bytes are not WebAssembly at all.
@@ -538,6 +540,7 @@ impl PolicyEngine {
         };
         let cache = config
             .cache_dir
+            .clone()
             .map(|dir| ComponentCache::new(dir, config.cache_max_bytes))
             .transpose()?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -546,14 +549,20 @@ impl PolicyEngine {
             inner: Arc::new(EngineInner {
                 primary,
                 on_demand: OnceLock::new(),
-                pool: config.pool,
-                defaults: config.limits,
+                pool: config.pool.clone(),
+                defaults: config.limits.clone(),
+                config,
                 cache,
                 functions,
                 ticker_stop,
                 metered,
             }),
         })
+    }
+
+    /// The settings this engine was created with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
     }
 
     /// How the instance pool resets memory between instances; none when the pool is off.
@@ -630,6 +639,29 @@ impl PolicyEngine {
         component: &[u8],
         settings: PolicySettings,
     ) -> Result<Policy, LoadError> {
+        self.prepare(name, component, settings).map(WarmPool::start)
+    }
+
+    /// Compiles and validates a policy as [`PolicyEngine::load`] does, to put it in the
+    /// compilation cache for a later `load` (by this process or another with the same
+    /// configuration); true when it was already there.
+    pub fn compile(
+        &self,
+        name: &str,
+        component: &[u8],
+        settings: PolicySettings,
+    ) -> Result<bool, LoadError> {
+        self.prepare(name, component, settings)
+            .map(|policy| policy.from_cache)
+    }
+
+    /// A loaded policy without its warm instances.
+    fn prepare(
+        &self,
+        name: &str,
+        component: &[u8],
+        settings: PolicySettings,
+    ) -> Result<Policy, LoadError> {
         check_component_header(component)?;
         if !self.inner.pool.enabled {
             return self.load_into(&self.inner.primary, name, component, settings);
@@ -671,7 +703,7 @@ impl PolicyEngine {
         policy.from_cache = cached.from_cache;
         policy._artifact = cached.artifact;
         policy.compile_time = compile_time;
-        Ok(WarmPool::start(policy))
+        Ok(policy)
     }
 
     /// The compiled component from the cache under `key`, else from `compile`.

@@ -130,6 +130,38 @@ fn the_snapshot_is_cached_per_component_and_settings() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `compile` puts the snapshot in the cache for another engine with the same
+/// configuration (a compile process's, for the host), and refuses as `load` does.
+#[test]
+fn compile_fills_the_cache_for_a_later_load() {
+    let dir = std::env::temp_dir().join(format!("compile-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let component = read("test-policies", "hostile");
+    let settings = hostile_settings("count-calls", true);
+    let compiler = engine_with_cache(&dir);
+    assert_eq!(
+        compiler.compile("h", &component, settings.clone()),
+        Ok(false)
+    );
+    assert_eq!(
+        compiler.compile("h", &component, settings.clone()),
+        Ok(true)
+    );
+    let host = engine_with_cache(&dir);
+    assert_eq!(host.config(), compiler.config());
+    assert!(host.is_compiled(&component, &settings));
+    let loaded = host.load("h", &component, settings).unwrap();
+    assert!(loaded.from_cache, "loaded from what compile wrote");
+    let session = fixtures::open_session("cs_test_compile", "usd", 1000);
+    assert_eq!(rejection(evaluate(&loaded, &session, 0)), "call 16");
+    let panicking = compiler.compile("h", &component, hostile_settings("panic", true));
+    assert!(
+        matches!(panicking, Err(LoadError::WarmUp(_))),
+        "{panicking:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// An example policy with `warm_up` off and on (whatever its settings file says).
 fn example(engine: &PolicyEngine, name: &str) -> (Policy, Policy) {
     let wasm = read("policies", name);

@@ -4,12 +4,15 @@
 //!    hash, so compiled) into the watched directory to the new version serving;
 //!    also for a settings-only change and for a component already in the cache.
 //!    Then the same new-component reload while a new build of `js-time-limited` (when
-//!    built) compiles, written 0.5 s before: it must not wait for that compile.
+//!    built) compiles, written 0.5 s before: it must not wait for that compile. The
+//!    host's resident memory is read once each JS build serves, and its peak at the end.
 //! 2. Restart time (spawn to the ready line) with a cold and a warm compilation cache,
 //!    for every policy in `target/policies` (Rust, JS and Python when built).
 //!
 //! Run: `cargo build --release -p discount-host && cargo run --release -p discount-host
 //! --example reload_bench [-- RELOADS RESTARTS DURING]` (defaults 30, 2 and 3).
+//! `DISCOUNT_HOST_BIN` runs another build; `BENCH_COMPILE_PROCESS` sets the hosts'
+//! `[reload] compile_process` (`large`, `all` or `none`).
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -121,6 +124,16 @@ fn spawn_host(
     (HostProcess { child, url }, elapsed)
 }
 
+/// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`), in MiB.
+fn memory_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -212,7 +225,16 @@ async fn main() {
     };
     std::fs::write(dir.join("promo.toml"), toml(10)).unwrap();
     std::fs::write(dir.join("promo.wasm"), &base).unwrap();
-    let (host, _) = spawn_host(&stripe, &dir, &cache, "");
+    let compile_process = match std::env::var("BENCH_COMPILE_PROCESS") {
+        Ok(which) => format!("compile_process = \"{which}\"\n"),
+        Err(_) => String::new(),
+    };
+    let (host, _) = spawn_host(
+        &stripe,
+        &dir,
+        &cache,
+        &format!("[reload]\n{compile_process}"),
+    );
     let mut compiled = vec![];
     let mut compile_ms = vec![];
     let mut seen = vec![];
@@ -251,7 +273,7 @@ async fn main() {
     // A new promo build while a new JavaScript build compiles (written 0.5 s before).
     let js = std::fs::read(built.join("js-time-limited.wasm")).ok();
     let js_toml = std::fs::read(built.join("js-time-limited.toml")).ok();
-    let (mut promo_during, mut js_serving) = (vec![], vec![]);
+    let (mut promo_during, mut js_serving, mut resident) = (vec![], vec![], vec![]);
     if let (Some(js), Some(js_toml)) = (&js, &js_toml) {
         std::fs::write(dir.join("js-time-limited.toml"), js_toml).unwrap();
         for n in 0..during {
@@ -276,8 +298,11 @@ async fn main() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             js_serving.push(js_written.elapsed().as_secs_f64() * 1e3 - 500.0);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            resident.push(memory_mib(host.child.id(), "VmRSS"));
         }
     }
+    let peak = memory_mib(host.child.id(), "VmHWM");
     // The route serves after all that.
     let r = http
         .post(format!("{}/apply-cart-discount", host.url))
@@ -306,6 +331,11 @@ async fn main() {
         );
         summary("  new promo component (compiled)", promo_during);
         summary("  the JS build, from the promo's write", js_serving);
+        let resident: Vec<String> = resident.iter().map(|m| format!("{m:.0}")).collect();
+        println!(
+            "  host resident 1 s after each JS build served: {} MiB; peak {peak:.0} MiB",
+            resident.join(", ")
+        );
     }
 
     // 2. Restart with a cold and a warm compilation cache (RESTARTS = 0 skips it).
@@ -331,12 +361,19 @@ async fn main() {
         }
     }
     names.sort();
-    let config = "[reload]\nwatch = false\npoll_interval_ms = 3600000\n";
+    let config = &format!("[reload]\nwatch = false\npoll_interval_ms = 3600000\n{compile_process}");
     let warm_cache = temp_dir("restart-warm");
-    let mut cold = vec![];
+    let (mut cold, mut cold_resident) = (vec![], vec![]);
     for i in 0..restarts {
         let c = temp_dir(&format!("restart-cold-{i}"));
-        cold.push(spawn_host(&stripe, &all, &c, config).1.as_secs_f64() * 1e3);
+        let (host, elapsed) = spawn_host(&stripe, &all, &c, config);
+        cold.push(elapsed.as_secs_f64() * 1e3);
+        cold_resident.push(format!(
+            "{:.0} (peak {:.0})",
+            memory_mib(host.child.id(), "VmRSS"),
+            memory_mib(host.child.id(), "VmHWM")
+        ));
+        drop(host);
         std::fs::remove_dir_all(c).ok();
     }
     spawn_host(&stripe, &all, &warm_cache, config); // fills the cache
@@ -351,6 +388,10 @@ async fn main() {
     }
     println!("restart, spawn -> ready, policies: {}", names.join(", "));
     summary("  cold compilation cache", cold);
+    println!(
+        "  host resident when ready, cold: {} MiB",
+        cold_resident.join(", ")
+    );
     summary("  warm compilation cache", warm);
     for d in [dir, cache, all, warm_cache] {
         std::fs::remove_dir_all(d).ok();

@@ -1,6 +1,7 @@
 //! Host configuration: a TOML file plus environment variables. The Stripe secret
 //! key comes only from the environment.
 
+use crate::compile::CompileProcess;
 use policy_engine::{Caps, Limits, PoolSettings};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -84,6 +85,10 @@ pub struct ReloadSettings {
     pub debounce_ms: u64,
     /// How long a changed file must stay unchanged before it is loaded, in milliseconds.
     pub settle_ms: u64,
+    /// Which new components compile in a compile process: `large`, `all` or `none`.
+    pub compile_process: CompileProcess,
+    /// How long a compile process may run before it is stopped, in milliseconds.
+    pub compile_timeout_ms: u64,
 }
 
 impl Default for ReloadSettings {
@@ -93,6 +98,8 @@ impl Default for ReloadSettings {
             poll_interval_ms: 0,
             debounce_ms: 25,
             settle_ms: 100,
+            compile_process: CompileProcess::Large,
+            compile_timeout_ms: 600_000,
         }
     }
 }

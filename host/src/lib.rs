@@ -9,6 +9,7 @@ pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod compile;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

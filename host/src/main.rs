@@ -5,6 +5,7 @@ use clap::Parser;
 use discount_host::app::{AppState, Shared};
 use discount_host::audit::AuditLog;
 use discount_host::auth::AdminToken;
+use discount_host::compile::{self, Compiler};
 use discount_host::config::{HostConfig, LogFormat, LogSettings, ADMIN_TOKEN_ENV, SECRET_KEY_ENV};
 use discount_host::locks::SessionLocks;
 use discount_host::registry::{Registry, Trigger};
@@ -48,8 +49,18 @@ struct Args {
     no_demo: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    if std::env::args_os().nth(1).as_deref() == Some(compile::SUBCOMMAND.as_ref()) {
+        return Ok(compile::run_job());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve())
+        .map(|()| std::process::ExitCode::SUCCESS)
+}
+
+async fn serve() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut config = match &args.config {
         Some(path) => HostConfig::from_file(path)?,
@@ -123,7 +134,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let registry = Arc::new(
         Registry::new(engine, config.policy_dir.clone())
-            .with_settle(Duration::from_millis(config.reload.settle_ms)),
+            .with_settle(Duration::from_millis(config.reload.settle_ms))
+            .with_compiler(Compiler::this_executable(
+                config.reload.compile_process,
+                Duration::from_millis(config.reload.compile_timeout_ms),
+            )),
     );
     let initial = {
         let registry = registry.clone();

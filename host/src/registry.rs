@@ -10,8 +10,10 @@
 //!
 //! Each changed policy loads on its own thread and swaps itself in when it is ready,
 //! so a slow compile (a JavaScript or Python component) holds back no other policy.
-//! A load that newer files (or a removal) overtook is never swapped in.
+//! A load that newer files (or a removal) overtook is never swapped in. Large
+//! components compile in a compile process ([`crate::compile`]), which such a load stops.
 
+use crate::compile::{CompileProcess, CompileProcessError, Compiler};
 use arc_swap::ArcSwap;
 use policy_engine::{Policy, PolicyEngine, PolicySettings};
 use serde::Serialize;
@@ -290,9 +292,11 @@ pub struct Registry {
     loads: Mutex<Loads>,
     /// Held while a large component compiles.
     large_compile: Mutex<()>,
-    /// Where large components compile, so that their parallel compile does not queue
-    /// small ones behind it in rayon's global pool (none if it cannot be built).
+    /// Where large components compile in the host, so that their parallel compile does
+    /// not queue small ones behind it in rayon's global pool (none if it cannot be built).
     large_compile_threads: OnceLock<Option<rayon::ThreadPool>>,
+    /// Compile processes; none: every compile runs in the host.
+    compiler: Option<Compiler>,
 }
 
 fn unix_ms() -> u64 {
@@ -315,7 +319,20 @@ impl Registry {
             loads: Mutex::new(Loads::default()),
             large_compile: Mutex::new(()),
             large_compile_threads: OnceLock::new(),
+            compiler: None,
         }
+    }
+
+    /// Compiles new components in compile processes (see [`crate::compile`]), when the
+    /// engine has a compilation cache to hand them back through.
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        let usable = compiler.which() != CompileProcess::None;
+        let cached = self.engine.config().cache_dir.is_some();
+        if usable && !cached {
+            tracing::warn!("no compilation cache: policies compile inside the host");
+        }
+        self.compiler = (usable && cached).then_some(compiler);
+        self
     }
 
     /// Sets how long a changed file must stay unchanged before it is loaded.
@@ -639,7 +656,8 @@ impl Registry {
 
     /// Compiles (or takes from the cache) and validates one policy version, on its
     /// load thread. A large component that is not in the cache waits for any other
-    /// large compile first, and is skipped if it was overtaken meanwhile.
+    /// large compile first, and is skipped if it was overtaken meanwhile. With a
+    /// compiler, it compiles in a compile process, and then loads from the cache.
     fn load(
         &self,
         load: &Load,
@@ -652,18 +670,47 @@ impl Registry {
                 .load(&load.name, &files.component, settings.clone())
                 .map_err(|e| e.to_string())
         };
-        if files.component.len() < LARGE_COMPONENT_BYTES
-            || self.engine.is_compiled(&files.component, &settings)
-        {
+        let large = files.component.len() >= LARGE_COMPONENT_BYTES;
+        let child = self
+            .compiler
+            .as_ref()
+            .filter(|c| large || c.which() == CompileProcess::All);
+        if (!large && child.is_none()) || self.engine.is_compiled(&files.component, &settings) {
             return load_now();
         }
-        let _turn = self.large_compile.lock().unwrap_or_else(|p| p.into_inner());
+        let _turn = large.then(|| self.large_compile.lock().unwrap_or_else(|p| p.into_inner()));
         if load.is_superseded() {
             return Err("overtaken before it compiled".into());
         }
+        if let Some(compiler) = child {
+            let started = Instant::now();
+            let compiled = compiler.compile(
+                self.engine.config(),
+                &load.name,
+                &files.component,
+                &settings,
+                &|| load.is_superseded(),
+            );
+            match compiled {
+                Ok(Ok(was_cached)) => {
+                    let mut policy = load_now()?;
+                    if !policy.from_cache {
+                        tracing::warn!(policy = %load.name, "the compile process's artifact was not in the cache; compiled again in the host");
+                    }
+                    policy.from_cache = was_cached;
+                    policy.compile_time = started.elapsed();
+                    return Ok(policy);
+                }
+                Ok(Err(refused)) => return Err(refused.to_string()),
+                Err(CompileProcessError::Spawn(e)) => {
+                    tracing::warn!(policy = %load.name, error = %e, "cannot start a compile process; compiling in the host");
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         match self.large_compile_threads() {
-            Some(threads) => threads.install(load_now),
-            None => load_now(),
+            Some(threads) if large => threads.install(load_now),
+            _ => load_now(),
         }
     }
 

@@ -75,17 +75,72 @@ fn edited(settings: &str, name: &str, extra: &str) -> String {
 /// (which the harness bounds in time) load artifacts instead of compiling 12–18 MB
 /// components; the same cache serves later runs.
 fn warm_cache(policies: &[(&[u8], &str)]) {
-    let engine = PolicyEngine::new(EngineConfig {
-        cache_dir: Some(workspace().join("target/test-policy-cache")),
-        ..EngineConfig::default()
-    })
-    .unwrap();
+    let engine = cache_engine();
     for (i, (bytes, settings)) in policies.iter().enumerate() {
         let settings = PolicySettings::from_toml(settings).unwrap();
         engine
             .load(&format!("warm-{i}"), bytes, settings)
             .unwrap_or_else(|e| panic!("component {i} does not load: {e}"));
     }
+}
+
+/// An engine configured as the test hosts are, over their compile cache.
+fn cache_engine() -> PolicyEngine {
+    PolicyEngine::new(EngineConfig {
+        cache_dir: Some(workspace().join("target/test-policy-cache")),
+        ..EngineConfig::default()
+    })
+    .unwrap()
+}
+
+/// Whether the test hosts' cache holds this component compiled with these settings.
+fn is_compiled(component: &[u8], settings: &str) -> bool {
+    cache_engine().is_compiled(component, &PolicySettings::from_toml(settings).unwrap())
+}
+
+/// The host's running compile processes.
+fn compile_processes(host: &Host) -> Vec<u32> {
+    let parent = host.pid().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the fields after the command's closing parenthesis.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            after.split_whitespace().nth(1) == Some(parent.as_str())
+                && String::from_utf8_lossy(&cmdline).contains("compile-policy")
+        })
+        .collect()
+}
+
+/// Waits (up to 60 s) until the host runs a compile process; returns its pid.
+async fn wait_compile_process(host: &Host) -> u32 {
+    let start = Instant::now();
+    loop {
+        if let Some(&pid) = compile_processes(host).first() {
+            return pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no compile process\n{}",
+            host.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The most memory the process has had resident, in MiB (`VmHWM`).
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib / 1024
 }
 
 async fn status_of(host: &Host, name: &str) -> Value {
@@ -293,10 +348,12 @@ fn loaded_versions(status: &Value) -> Vec<String> {
         .collect()
 }
 
-/// New JavaScript builds load for seconds (a warm-up snapshot, then a compile). While
-/// one loads, another policy's change serves at once, and the load is never swapped in
-/// once newer files overtook it: the files going back to the serving version, or a
-/// newer version (here one the cache has, which does not wait for the compile).
+/// New JavaScript builds load for seconds (a warm-up snapshot, then a compile), in a
+/// compile process. While one loads, another policy's change serves at once, and the load
+/// is never swapped in once newer files overtook it: the files going back to the serving
+/// version, or a newer version (here one the cache has, which does not wait for the
+/// compile). An overtaken compile is stopped; one that dies fails its load alone; the
+/// compiler's memory is never the host's.
 #[tokio::test]
 async fn a_slow_load_holds_back_no_other_policy_and_an_overtaken_one_never_serves() {
     let (c1, js1) = (wasm("c-cart-threshold"), wasm("js-time-limited"));
@@ -326,6 +383,7 @@ async fn a_slow_load_holds_back_no_other_policy_and_an_overtaken_one_never_serve
     wait_version(&host, "js-time-limited", &content_hash(&js1)).await;
     // A new JavaScript build starts loading; the C policy's new version serves meanwhile.
     start_slow_load(&host, dir.path(), &slow[0], &js_toml).await;
+    wait_compile_process(&host).await;
     common::install_policy(dir.path(), "c-cart-threshold", &c2, &c2_toml);
     wait_version(&host, "c-cart-threshold", &content_hash(&c2)).await;
     let js = status_of(&host, "js-time-limited").await;
@@ -338,8 +396,8 @@ async fn a_slow_load_holds_back_no_other_policy_and_an_overtaken_one_never_serve
     let id = stripe.session("usd", &[(15_000, 1)], None).await;
     serve(&stripe, &host, C_ROUTE, &id, "C v2", 1_500, 13_500).await;
 
-    // The files go back to the serving version: the load is overtaken, and when it ends
-    // it is discarded.
+    // The files go back to the serving version: the load is overtaken, its compile
+    // process stopped, and its result discarded.
     common::install_policy(dir.path(), "js-time-limited", &js1, &js_toml);
     wait_status(&host, "js-time-limited", "stopped loading", |s| {
         s["loading"].is_null()
@@ -347,21 +405,126 @@ async fn a_slow_load_holds_back_no_other_policy_and_an_overtaken_one_never_serve
     .await;
     let js = wait_discarded(&host, &slow[0]).await;
     assert_eq!(js["version"], content_hash(&js1), "{js:#}");
+    assert!(compile_processes(&host).is_empty(), "{}", host.logs());
+    assert!(
+        !is_compiled(&slow[0], &js_toml),
+        "the overtaken compile ran to its end"
+    );
 
     // Another new build starts loading, then newer settings arrive for the serving
-    // component, compiled already: they serve before that load ends, and it never does.
+    // component, compiled already: they serve, and the slow load never does.
     start_slow_load(&host, dir.path(), &slow[1], &js_toml).await;
     common::install_policy(dir.path(), "js-time-limited", &js1, &js2_toml);
-    let js = wait_status(&host, "js-time-limited", "served the new settings", |s| {
+    wait_status(&host, "js-time-limited", "served the new settings", |s| {
         s["settings_digest"] == js2_digest.as_str()
     })
     .await;
-    assert!(
-        !host.logs().contains(&discarded(&slow[1])),
-        "the new settings waited for the slow load: {js:#}"
-    );
     let js = wait_discarded(&host, &slow[1]).await;
     assert_eq!(js["version"], content_hash(&js1), "{js:#}");
     assert_eq!(js["settings_digest"], js2_digest.as_str(), "{js:#}");
     assert!(js["loading"].is_null(), "{js:#}");
+    assert!(
+        !is_compiled(&slow[1], &js_toml),
+        "the overtaken compile ran to its end"
+    );
+
+    // A compile process killed mid-compile (as the out-of-memory killer would) fails
+    // that load alone: the host and the serving version stay.
+    start_slow_load(&host, dir.path(), &slow[0], &js2_toml).await;
+    let compiling = wait_compile_process(&host).await;
+    assert_eq!(unsafe { libc::kill(compiling as i32, libc::SIGKILL) }, 0);
+    let js = wait_status(&host, "js-time-limited", "failed the killed load", |s| {
+        s["loading"].is_null() && !s["last_error"].is_null()
+    })
+    .await;
+    let error = js["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("killed by signal 9"), "{js:#}");
+    assert_eq!(js["version"], content_hash(&js1), "{js:#}");
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    serve(&stripe, &host, C_ROUTE, &id, "C v2", 1_500, 13_500).await;
+
+    // A new build that nothing overtakes compiles in its process and serves. The
+    // compiler's gigabyte never was the host's.
+    common::install_policy(dir.path(), "js-time-limited", &slow[1], &js2_toml);
+    wait_version(&host, "js-time-limited", &content_hash(&slow[1])).await;
+    let js = status_of(&host, "js-time-limited").await;
+    let loaded = js["history"]
+        .as_array()
+        .and_then(|h| h.iter().rev().find(|e| e["outcome"] == "loaded"));
+    let loaded = loaded.unwrap_or_else(|| panic!("no loaded event: {js:#}"));
+    assert_eq!(loaded["version"], content_hash(&slow[1]), "{js:#}");
+    assert_eq!(loaded["from_cache"], false, "{js:#}");
+    assert!(is_compiled(&slow[1], &js2_toml));
+    let peak = peak_rss_mib(host.pid());
+    assert!(peak < 400, "the host peaked at {peak} MiB resident");
+}
+
+/// A compile that runs past `compile_timeout_ms` is stopped, and the serving version
+/// stays. With `compile_process = "all"`, small components compile in a process too, and
+/// a refusal there reads as the host's own.
+#[tokio::test]
+async fn compile_processes_have_a_deadline_and_refuse_as_the_host_does() {
+    let (c1, js1) = (wasm("c-cart-threshold"), wasm("js-time-limited"));
+    let nonce = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let (c_toml, js_toml) = (toml("c-cart-threshold"), toml("js-time-limited"));
+    warm_cache(&[(&c1, &c_toml), (&js1, &js_toml)]);
+    let dir = TempDir::new();
+    common::install_policy(dir.path(), "c-cart-threshold", &c1, &c_toml);
+    common::install_policy(dir.path(), "js-time-limited", &js1, &js_toml);
+    let stripe = Stripe::start().await;
+    let host = Host::start(
+        &stripe.url(),
+        dir.path(),
+        "[reload]\ncompile_process = \"all\"\ncompile_timeout_ms = 2000\n",
+    );
+    wait_version(&host, "c-cart-threshold", &content_hash(&c1)).await;
+    wait_version(&host, "js-time-limited", &content_hash(&js1)).await;
+
+    // A new JavaScript build needs far more than 2 s.
+    let slow = rebuilt(&js1, &format!("deadline-{nonce}"));
+    common::install_policy(dir.path(), "js-time-limited", &slow, &js_toml);
+    let js = wait_status(&host, "js-time-limited", "failed the slow compile", |s| {
+        !s["last_error"].is_null()
+    })
+    .await;
+    let error = js["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("did not compile within 2 s; its compile process was stopped"),
+        "{js:#}"
+    );
+    assert_eq!(js["version"], content_hash(&js1), "{js:#}");
+    assert!(compile_processes(&host).is_empty(), "{}", host.logs());
+    assert!(!is_compiled(&slow, &js_toml));
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    serve(&stripe, &host, C_ROUTE, &id, "Cart discount", 1_500, 13_500).await;
+
+    // A new C build compiles in a process of its own, and serves.
+    let c2 = rebuilt(&c1, &format!("all-{nonce}"));
+    let c2_toml = edited(&c_toml, "C v2", "");
+    common::install_policy(dir.path(), "c-cart-threshold", &c2, &c2_toml);
+    wait_version(&host, "c-cart-threshold", &content_hash(&c2)).await;
+    assert!(
+        host.logs()
+            .contains("compiling in a compile process policy=\"c-cart-threshold\""),
+        "{}",
+        host.logs()
+    );
+    serve(&stripe, &host, C_ROUTE, &id, "C v2", 1_500, 13_500).await;
+
+    // A truncated build is refused with the host's own message; version 2 keeps serving.
+    let broken = &c2[..c2.len() / 2];
+    common::install_policy(dir.path(), "c-cart-threshold", broken, &c2_toml);
+    let c = wait_status(&host, "c-cart-threshold", "refused the broken build", |s| {
+        !s["last_error"].is_null()
+    })
+    .await;
+    let error = c["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("the component does not compile: "),
+        "{c:#}"
+    );
+    assert_eq!(c["version"], content_hash(&c2), "{c:#}");
 }
