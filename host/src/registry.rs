@@ -49,6 +49,13 @@ pub enum Trigger {
     Retry,
 }
 
+impl Trigger {
+    /// Whether someone asked for this reload (`POST /admin/reload`, SIGHUP).
+    fn is_request(self) -> bool {
+        matches!(self, Trigger::Admin | Trigger::Signal)
+    }
+}
+
 /// What the status API reports of one policy.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PolicyStatus {
@@ -172,7 +179,7 @@ struct Loads {
     /// The newest load of each policy, until it is swapped in, fails or is overtaken.
     running: HashMap<String, Arc<Load>>,
     /// Files that failed to load, by policy: not retried until they change.
-    failed: HashMap<String, Fingerprint>,
+    failed: HashMap<String, Failed>,
 }
 
 /// One policy version loading on its own thread.
@@ -184,10 +191,43 @@ struct Load {
     done: Condvar,
 }
 
+/// Files that failed to load.
+struct Failed {
+    fingerprint: Fingerprint,
+    /// Tried again by a reload someone asked for (`POST /admin/reload`, SIGHUP).
+    retry_on_request: bool,
+}
+
+impl Loads {
+    /// Whether these files failed before, and a pass of `trigger` leaves them be.
+    fn known_failure(&self, name: &str, files: &PolicyFiles, trigger: Trigger) -> bool {
+        self.failed.get(name).is_some_and(|f| {
+            f.fingerprint == files.fingerprint() && !(f.retry_on_request && trigger.is_request())
+        })
+    }
+}
+
+/// Why a load failed.
+struct LoadFailed {
+    error: String,
+    /// Not the files' fault (a compile process died or ran out of time): another try
+    /// may succeed.
+    retry_on_request: bool,
+}
+
+impl From<String> for LoadFailed {
+    fn from(error: String) -> Self {
+        LoadFailed {
+            error,
+            retry_on_request: false,
+        }
+    }
+}
+
 #[derive(Default)]
 struct LoadState {
     /// The loaded policy or the error, once the thread is done.
-    result: Option<Result<Policy, String>>,
+    result: Option<Result<Policy, LoadFailed>>,
     /// The trigger of the first pass that saw these files settle; only then may
     /// the load be swapped in.
     confirmed: Option<Trigger>,
@@ -393,7 +433,7 @@ impl Registry {
             started: Instant::now(),
         };
         let report = &mut pass.report;
-        let (found, pending) = match self.settled_scan() {
+        let (found, pending) = match self.settled_scan(trigger) {
             Ok(scan) => scan,
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the policy directory; nothing changes");
@@ -427,7 +467,7 @@ impl Registry {
                 }
                 continue;
             }
-            if loads.failed.get(name) == Some(&files.fingerprint()) {
+            if loads.known_failure(name, files, trigger) {
                 report.still_failing.push(name.clone());
                 continue;
             }
@@ -507,14 +547,14 @@ impl Registry {
                 let load = || registry.load(&thread_load, &files, settings);
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
                     .unwrap_or_else(|panic| {
-                        Err(format!("the load panicked: {}", panic_message(&*panic)))
+                        Err(format!("the load panicked: {}", panic_message(&*panic)).into())
                     });
                 thread_load.state().result = Some(result);
                 registry.swap_in(&thread_load);
             });
         if let Err(e) = spawned {
             // Ends as a failure once a pass confirms it (the caller holds the loads lock).
-            load.state().result = Some(Err(format!("cannot start a load thread: {e}")));
+            load.state().result = Some(Err(format!("cannot start a load thread: {e}").into()));
         }
         load
     }
@@ -554,7 +594,15 @@ impl Registry {
                 }
                 load.end(&mut state, LoadOutcome::Loaded);
             }
-            Err(error) => {
+            Err(LoadFailed {
+                error,
+                retry_on_request,
+            }) => {
+                let error = if retry_on_request {
+                    format!("{error} (tried again by POST /admin/reload or SIGHUP)")
+                } else {
+                    error
+                };
                 let serving = self
                     .snapshot
                     .load()
@@ -562,9 +610,11 @@ impl Registry {
                     .get(&load.name)
                     .map(|p| p.version.clone());
                 tracing::error!(policy = %load.name, version = %short(&load.fingerprint.0), %error, ?trigger, serving = ?serving.as_deref().map(short), "policy failed to load; the last good version keeps serving");
-                loads
-                    .failed
-                    .insert(load.name.clone(), load.fingerprint.clone());
+                let failed = Failed {
+                    fingerprint: load.fingerprint.clone(),
+                    retry_on_request,
+                };
+                loads.failed.insert(load.name.clone(), failed);
                 self.record_failed(
                     &load.name,
                     trigger,
@@ -610,7 +660,10 @@ impl Registry {
     /// after a few rounds are returned as pending.
     /// Changed policies start loading at once, so the settle time costs nothing
     /// when compiling takes longer.
-    fn settled_scan(self: &Arc<Self>) -> std::io::Result<(Found, BTreeSet<String>)> {
+    fn settled_scan(
+        self: &Arc<Self>,
+        trigger: Trigger,
+    ) -> std::io::Result<(Found, BTreeSet<String>)> {
         let mut found = scan(&self.dir)?;
         let mut pending = BTreeSet::new();
         for _ in 0..SETTLE_ROUNDS {
@@ -624,7 +677,7 @@ impl Registry {
                         .policies
                         .get(name)
                         .is_some_and(|p| serves(p, files, &settings));
-                    if !serving && loads.failed.get(name) != Some(&files.fingerprint()) {
+                    if !serving && !loads.known_failure(name, files, trigger) {
                         self.load_of(&mut loads, name, files, settings);
                     }
                 }
@@ -663,12 +716,12 @@ impl Registry {
         load: &Load,
         files: &PolicyFiles,
         settings: Result<PolicySettings, String>,
-    ) -> Result<Policy, String> {
+    ) -> Result<Policy, LoadFailed> {
         let settings = settings?;
         let load_now = || {
             self.engine
                 .load(&load.name, &files.component, settings.clone())
-                .map_err(|e| e.to_string())
+                .map_err(|e| LoadFailed::from(e.to_string()))
         };
         let large = files.component.len() >= LARGE_COMPONENT_BYTES;
         let child = self
@@ -680,7 +733,7 @@ impl Registry {
         }
         let _turn = large.then(|| self.large_compile.lock().unwrap_or_else(|p| p.into_inner()));
         if load.is_superseded() {
-            return Err("overtaken before it compiled".into());
+            return Err(String::from("overtaken before it compiled").into());
         }
         if let Some(compiler) = child {
             let started = Instant::now();
@@ -701,11 +754,16 @@ impl Registry {
                     policy.compile_time = started.elapsed();
                     return Ok(policy);
                 }
-                Ok(Err(refused)) => return Err(refused.to_string()),
+                Ok(Err(refused)) => return Err(refused.to_string().into()),
                 Err(CompileProcessError::Spawn(e)) => {
                     tracing::warn!(policy = %load.name, error = %e, "cannot start a compile process; compiling in the host");
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => {
+                    return Err(LoadFailed {
+                        error: e.to_string(),
+                        retry_on_request: true,
+                    })
+                }
             }
         }
         match self.large_compile_threads() {
