@@ -38,6 +38,14 @@ fn rebuilt(component: &[u8], build: &str) -> Vec<u8> {
     out
 }
 
+/// A tag for builds that no earlier run compiled.
+fn nonce() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
 /// Settings of the JS time-limited offer with a window around the real clock (the host's now).
 fn js_settings(percent: &str, name: &str) -> String {
     let now = SystemTime::now()
@@ -116,20 +124,17 @@ fn compile_processes(host: &Host) -> Vec<u32> {
         .collect()
 }
 
-/// Waits (up to 60 s) until the host runs a compile process; returns its pid.
+/// Waits until the host runs a compile process (for the JavaScript policy); returns its pid.
 async fn wait_compile_process(host: &Host) -> u32 {
-    let start = Instant::now();
-    loop {
-        if let Some(&pid) = compile_processes(host).first() {
-            return pid;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no compile process\n{}",
-            host.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let pid = std::cell::Cell::new(0);
+    wait_status(host, "js-time-limited", "ran a compile process", |_| {
+        compile_processes(host)
+            .first()
+            .map(|&p| pid.set(p))
+            .is_some()
+    })
+    .await;
+    pid.get()
 }
 
 /// The most memory the process has had resident, in MiB (`VmHWM`).
@@ -358,10 +363,7 @@ fn loaded_versions(status: &Value) -> Vec<String> {
 async fn a_slow_load_holds_back_no_other_policy_and_an_overtaken_one_never_serves() {
     let (c1, js1) = (wasm("c-cart-threshold"), wasm("js-time-limited"));
     // Builds no earlier run compiled.
-    let nonce = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nonce = nonce();
     let c2 = rebuilt(&c1, &format!("v2-{nonce}"));
     let slow = [
         rebuilt(&js1, &format!("slow-a-{nonce}")),
@@ -464,16 +466,34 @@ async fn a_slow_load_holds_back_no_other_policy_and_an_overtaken_one_never_serve
     assert!(peak < 400, "the host peaked at {peak} MiB resident");
 }
 
+/// Writes a version that must fail, and waits until the host reports it; returns the
+/// policy's status and the error.
+async fn install_failing(
+    host: &Host,
+    dir: &std::path::Path,
+    name: &str,
+    component: &[u8],
+    settings: &str,
+) -> (Value, String) {
+    common::install_policy(dir, name, component, settings);
+    let status = wait_status(host, name, "reported the failure", |s| {
+        !s["last_error"].is_null()
+    })
+    .await;
+    let error = status["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (status, error)
+}
+
 /// A compile that runs past `compile_timeout_ms` is stopped, and the serving version
 /// stays. With `compile_process = "all"`, small components compile in a process too, and
 /// a refusal there reads as the host's own.
 #[tokio::test]
 async fn compile_processes_have_a_deadline_and_refuse_as_the_host_does() {
     let (c1, js1) = (wasm("c-cart-threshold"), wasm("js-time-limited"));
-    let nonce = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nonce = nonce();
     let (c_toml, js_toml) = (toml("c-cart-threshold"), toml("js-time-limited"));
     warm_cache(&[(&c1, &c_toml), (&js1, &js_toml)]);
     let dir = TempDir::new();
@@ -490,12 +510,7 @@ async fn compile_processes_have_a_deadline_and_refuse_as_the_host_does() {
 
     // A new JavaScript build needs far more than 2 s.
     let slow = rebuilt(&js1, &format!("deadline-{nonce}"));
-    common::install_policy(dir.path(), "js-time-limited", &slow, &js_toml);
-    let js = wait_status(&host, "js-time-limited", "failed the slow compile", |s| {
-        !s["last_error"].is_null()
-    })
-    .await;
-    let error = js["last_error"].as_str().unwrap_or_default();
+    let (js, error) = install_failing(&host, dir.path(), "js-time-limited", &slow, &js_toml).await;
     assert!(
         error.contains("did not compile within 2 s; its compile process was stopped"),
         "{js:#}"
@@ -521,12 +536,7 @@ async fn compile_processes_have_a_deadline_and_refuse_as_the_host_does() {
 
     // A truncated build is refused with the host's own message; version 2 keeps serving.
     let broken = &c2[..c2.len() / 2];
-    common::install_policy(dir.path(), "c-cart-threshold", broken, &c2_toml);
-    let c = wait_status(&host, "c-cart-threshold", "refused the broken build", |s| {
-        !s["last_error"].is_null()
-    })
-    .await;
-    let error = c["last_error"].as_str().unwrap_or_default();
+    let (c, error) = install_failing(&host, dir.path(), "c-cart-threshold", broken, &c2_toml).await;
     assert!(
         error.starts_with("the component does not compile: "),
         "{c:#}"
