@@ -6,7 +6,7 @@
 //! when the child exits, instead of staying in the host's allocator. A compile that is
 //! overtaken, or runs past its time, is stopped by killing the child. A compile that
 //! crashes or is killed (by the kernel's out-of-memory killer, say) fails that load,
-//! not the host.
+//! not the host. It runs at a lower priority than the host's serving threads.
 
 use policy_engine::{EngineConfig, LoadError, PolicyEngine, PolicySettings};
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,9 @@ pub const SUBCOMMAND: &str = "compile-policy";
 
 /// How often a waiting host checks whether the compile was overtaken.
 const POLL: Duration = Duration::from_millis(20);
+
+/// The compile process's niceness: storefront requests on the same cores come first.
+const NICENESS: libc::c_int = 10;
 
 /// At most this much of a failed child's stderr goes into the load error.
 const STDERR_TAIL_BYTES: usize = 2_000;
@@ -138,7 +141,7 @@ impl Compiler {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        die_with_this_thread(&mut command);
+        set_up_child(&mut command);
         let mut child = command.spawn().map_err(CompileProcessError::Spawn)?;
         tracing::info!(
             policy = name,
@@ -202,14 +205,18 @@ impl Compiler {
     }
 }
 
-/// The child is killed if the host dies: the thread that spawns it waits for it.
+/// The child runs at [`NICENESS`], and is killed if the host dies (the thread that
+/// spawns it waits for it).
 #[cfg(target_os = "linux")]
-fn die_with_this_thread(command: &mut Command) {
+fn set_up_child(command: &mut Command) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: `prctl` is async-signal-safe and touches no memory of the parent.
+    // SAFETY: `setpriority` and `prctl` are async-signal-safe and touch no memory of
+    // the parent.
     unsafe {
         command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+            if libc::setpriority(libc::PRIO_PROCESS, 0, NICENESS) == -1
+                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -218,7 +225,7 @@ fn die_with_this_thread(command: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_this_thread(_: &mut Command) {}
+fn set_up_child(_: &mut Command) {}
 
 fn stop(child: &mut Child) {
     child.kill().ok();

@@ -113,15 +113,20 @@ fn compile_processes(host: &Host) -> Vec<u32> {
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // pid (comm) state ppid ...: the fields after the command's closing parenthesis.
-            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        .filter(|&pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            after.split_whitespace().nth(1) == Some(parent.as_str())
+            stat_field(pid, 4).as_ref() == Some(&parent)
                 && String::from_utf8_lossy(&cmdline).contains("compile-policy")
         })
         .collect()
+}
+
+/// Field `n` of `/proc/<pid>/stat` (4: the parent's pid, 19: the niceness).
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command's closing parenthesis start at field 3.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n - 3).map(str::to_string)
 }
 
 /// Waits until the host runs a compile process (for the JavaScript policy); returns its pid.
@@ -385,7 +390,12 @@ async fn a_slow_load_holds_back_no_other_policy_and_an_overtaken_one_never_serve
     wait_version(&host, "js-time-limited", &content_hash(&js1)).await;
     // A new JavaScript build starts loading; the C policy's new version serves meanwhile.
     start_slow_load(&host, dir.path(), &slow[0], &js_toml).await;
-    wait_compile_process(&host).await;
+    let compiling = wait_compile_process(&host).await;
+    assert_eq!(
+        stat_field(compiling, 19).as_deref(),
+        Some("10"),
+        "requests come first"
+    );
     common::install_policy(dir.path(), "c-cart-threshold", &c2, &c2_toml);
     wait_version(&host, "c-cart-threshold", &content_hash(&c2)).await;
     let js = status_of(&host, "js-time-limited").await;
