@@ -31,29 +31,11 @@ command -v wrk >/dev/null || { echo "wrk is missing: scripts/load-test.sh instal
 cargo build --release -p discount-host --bin discount-host --example stripe_stub
 host_bin="$root/target/release/discount-host"
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/load-common.sh
 
-"$root/target/release/examples/stripe_stub" "127.0.0.1:$STUB_PORT" >"$work/stub.log" 2>&1 &
-pids+=("$!")
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$STUB_PORT/v1/checkout/sessions/cs_x" >/dev/null && break; sleep 0.05; done
+start_stub "$STUB_PORT"
 
-cat >"$work/post.lua" <<EOF
-local n = 0
-local threads = 0
-function setup(thread) thread:set("tid", threads); threads = threads + 1 end
-function request()
-  n = n + 1
-  return wrk.format("POST", "$ROUTE", {["Content-Type"] = "application/json"},
-    '{"checkout_session_id":"cs_test_compile_' .. tid .. '_' .. n .. '"}')
-end
-EOF
+write_post_lua "$ROUTE"
 
 now_ms() { date +%s%3N; }
 peak_mb() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }

@@ -41,34 +41,16 @@ cargo build --release -p discount-host --bin discount-host --example stripe_stub
 host_bin="$root/target/release/discount-host"
 BASELINE_HOST="${BASELINE_HOST:-}"
 [ -z "$BASELINE_HOST" ] && [ -n "${BASELINE_POLICY_DIR:-}" ] && BASELINE_HOST="$host_bin"
-stub_bin="$root/target/release/examples/stripe_stub"
 handwritten_bin="$root/target/release/examples/handwritten"
 HANDWRITTEN_PORT="${HANDWRITTEN_PORT:-4244}"
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/load-common.sh
 
 mkdir -p "$work/policies" "$work/empty" "$work/cold-cache"
 for p in cart-threshold loyalty-tier; do
     cp "target/policies/$p.wasm" "target/policies/$p.toml" "$work/policies/"
 done
-cat >"$work/post.lua" <<EOF
-local n = 0
-local threads = 0
-function setup(thread) thread:set("tid", threads); threads = threads + 1 end
-function request()
-  n = n + 1
-  -- A new session id per request: the host serializes requests per session.
-  return wrk.format("POST", "$ROUTE", {["Content-Type"] = "application/json"},
-    '{"checkout_session_id":"cs_test_load_' .. tid .. '_' .. n .. '"}')
-end
-EOF
+write_post_lua "$ROUTE"
 
 now_ms() { date +%s%3N; }
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
@@ -77,10 +59,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Microseconds of CPU per request: $1 ticks over $2 requests.
 cpu_us_per_request() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n + 0 == 0) print "-"; else printf "%.0f", t * 1e6 / hz / n }'; }
 
-"$stub_bin" "127.0.0.1:$STUB_PORT" >"$work/stub.log" 2>&1 &
-stub_pid=$!
-pids+=("$stub_pid")
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$STUB_PORT/v1/checkout/sessions/cs_x" >/dev/null && break; sleep 0.05; done
+start_stub "$STUB_PORT"
 
 # One storefront request to the discount route on port $1; succeeds on a 2xx.
 post_once() {
