@@ -115,10 +115,8 @@ struct EngineInner {
     primary: Backend,
     /// On demand, created when a policy does not fit the pool.
     on_demand: OnceLock<Result<Backend, String>>,
-    /// What the engine was made from.
+    /// What the engine was made from: the pool's sizing, the default limits.
     config: EngineConfig,
-    pool: PoolSettings,
-    defaults: Limits,
     cache: Option<ComponentCache>,
     /// Compiled functions, shared by both backends (see [`FunctionCache`]).
     functions: Option<Arc<FunctionCache>>,
@@ -549,8 +547,6 @@ impl PolicyEngine {
             inner: Arc::new(EngineInner {
                 primary,
                 on_demand: OnceLock::new(),
-                pool: config.pool.clone(),
-                defaults: config.limits.clone(),
                 config,
                 cache,
                 functions,
@@ -599,21 +595,21 @@ impl PolicyEngine {
     /// Whether a policy with these settings loads on demand: the pool is on, and its
     /// memory limit is above the pool's slots.
     fn is_on_demand(&self, settings: &PolicySettings) -> bool {
-        let pool = &self.inner.pool;
-        let limits = self.inner.defaults.with_overrides(&settings.limits);
+        let pool = &self.inner.config.pool;
+        let limits = self.inner.config.limits.with_overrides(&settings.limits);
         pool.enabled && limits.memory_bytes > pool.max_memory_bytes
     }
 
     /// The host's default limits.
     pub fn default_limits(&self) -> &Limits {
-        &self.inner.defaults
+        &self.inner.config.limits
     }
 
     /// The on-demand backend, created on first use.
     fn on_demand(&self) -> Result<&Backend, LoadError> {
         let pool = PoolSettings {
             enabled: false,
-            ..self.inner.pool.clone()
+            ..self.inner.config.pool.clone()
         };
         self.inner
             .on_demand
@@ -663,7 +659,7 @@ impl PolicyEngine {
         settings: PolicySettings,
     ) -> Result<Policy, LoadError> {
         check_component_header(component)?;
-        if !self.inner.pool.enabled {
+        if !self.inner.config.pool.enabled {
             return self.load_into(&self.inner.primary, name, component, settings);
         }
         if self.is_on_demand(&settings) {
@@ -750,7 +746,7 @@ impl PolicyEngine {
         let pre = DiscountPolicyPre::new(pre)
             .map(CheckedPolicyPre::new)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let limits = self.inner.defaults.with_overrides(&settings.limits);
+        let limits = self.inner.config.limits.with_overrides(&settings.limits);
         let mut policy = Policy {
             name: name.to_string(),
             version: String::new(),
