@@ -5,7 +5,8 @@
 # wrapped by raw-componentize (wit-component without the interface checks); the
 # not-a-component case is the raw core module.
 #
-# Outputs: hostile.{wasm,toml}, ungranted-import.wasm, wrong-world.wasm, not-a-component.wasm.
+# Outputs: hostile.{wasm,toml}, ungranted-import.wasm, wrong-world.wasm,
+# wrong-signature.wasm, other-version.wasm, not-a-component.wasm.
 # Usage: scripts/build-test-policies.sh
 set -euo pipefail
 
@@ -29,9 +30,10 @@ raw="$target_dir/release/raw-componentize"
 "$runner" build --out-dir "$out_dir" --manifest-path testing/policies/hostile/Cargo.toml
 
 # 3. The components policy-runner would refuse, built with wit-bindgen directly.
-cargo build --release --target "$target" -p ungranted-import -p wrong-world
+cargo build --release --target "$target" -p ungranted-import -p wrong-world -p wrong-signature \
+    -p other-version
 mkdir -p "$out_dir"
-for name in ungranted-import wrong-world; do
+for name in ungranted-import wrong-world wrong-signature other-version; do
     "$raw" "$core_dir/${name//-/_}.wasm" "$out_dir/.$name.wasm.tmp"
     mv "$out_dir/.$name.wasm.tmp" "$out_dir/$name.wasm"
 done

@@ -736,6 +736,13 @@ impl PolicyEngine {
             .map(|(name, _)| name.to_string())
             .filter(|name| !is_granted(name))
             .collect();
+        if let Some(other) = ungranted.iter().find(|i| is_other_contract_version(i)) {
+            return Err(LoadError::WrongWorld(format!(
+                "it imports {other}, another version of the contract; this host offers {}: \
+                 rebuild it against this host's wit/discount-policy.wit",
+                bindings::HOST_INTERFACE
+            )));
+        }
         if !ungranted.is_empty() {
             return Err(LoadError::UngrantedImport(ungranted));
         }
@@ -745,7 +752,12 @@ impl PolicyEngine {
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let pre = DiscountPolicyPre::new(pre)
             .map(CheckedPolicyPre::new)
-            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+            .map_err(|e| {
+                LoadError::WrongWorld(format!(
+                    "{e:#} (the contract's export is `evaluate: func(session: checkout-session, \
+                     request: policy-request) -> decision`)"
+                ))
+            })?;
         let limits = self.inner.config.limits.with_overrides(&settings.limits);
         let mut policy = Policy {
             name: name.to_string(),
@@ -828,7 +840,13 @@ fn is_granted(import: &str) -> bool {
     import == bindings::HOST_INTERFACE || import == bindings::TYPES_INTERFACE
 }
 
-fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
+/// An interface of the contract's package at another version than this host's.
+fn is_other_contract_version(import: &str) -> bool {
+    import.starts_with("stripe-discount:policy/") && !is_granted(import)
+}
+
+/// Refuses bytes that are not a WebAssembly component, saying what they are instead.
+pub fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         return Err(LoadError::NotWasm(

@@ -20,8 +20,8 @@ pub mod settings;
 
 pub use bindings::{CheckoutSession, Decision, PolicyRequest};
 pub use engine::{
-    Attempt, Clock, Cost, EngineConfig, EvalError, Evaluation, LoadError, LogRecord, Policy,
-    PolicyEngine, Teardown,
+    check_component_header, Attempt, Clock, Cost, EngineConfig, EvalError, Evaluation, LoadError,
+    LogRecord, Policy, PolicyEngine, Teardown,
 };
 pub use guard::{Caps, GuardViolation, GuardedDecision};
 pub use limits::Limits;

@@ -59,6 +59,21 @@ impl Limits {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// Refuses a zero fuel budget, deadline or memory cap: no evaluation could run.
+    pub fn check(&self) -> Result<(), String> {
+        let zero = [
+            ("fuel", self.fuel == 0),
+            ("timeout_ms", self.timeout_ms == 0),
+            ("memory_bytes", self.memory_bytes == 0),
+        ];
+        match zero.iter().find(|(_, is_zero)| *is_zero) {
+            Some((name, _)) => Err(format!(
+                "limits.{name} is 0: no evaluation could run under it"
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// These limits with a policy's overrides applied.
     pub fn with_overrides(&self, o: &LimitOverrides) -> Limits {
         Limits {

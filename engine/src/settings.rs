@@ -117,6 +117,24 @@ impl PolicySettings {
         toml::from_str(text)
     }
 
+    /// Refuses settings the host cannot serve: no route, a route not starting with '/',
+    /// or a zero limit.
+    pub fn check(&self) -> Result<(), String> {
+        // An empty or truncated settings file must not retire the routes silently.
+        if self.routes.is_empty() {
+            return Err(
+                "no routes; a policy serves at least one route (delete the policy to retire it)"
+                    .into(),
+            );
+        }
+        if let Some(bad) = self.routes.iter().find(|r| !r.starts_with('/')) {
+            return Err(format!("route {bad:?} must start with '/'"));
+        }
+        crate::Limits::default()
+            .with_overrides(&self.limits)
+            .check()
+    }
+
     /// Content hash of the settings, to tell whether they changed.
     pub fn digest(&self) -> String {
         crate::engine::content_hash(toml::to_string(self).unwrap_or_default().as_bytes())
@@ -178,6 +196,28 @@ mod tests {
         let err = PolicySettings::from_toml("expand = [\"line_items.price\"]").unwrap_err();
         assert!(err.to_string().contains("line_items.price"), "{err}");
         assert!(err.to_string().contains("discounts.coupon"), "{err}");
+    }
+
+    #[test]
+    fn check_refuses_what_the_host_cannot_serve() {
+        let check = |text: &str| PolicySettings::from_toml(text).unwrap().check();
+        assert_eq!(check("routes = [\"/x\"]"), Ok(()));
+        assert!(check("").unwrap_err().contains("no routes"));
+        assert!(check("routes = [\"x\"]")
+            .unwrap_err()
+            .contains("must start with '/'"));
+        let zero = check("routes = [\"/x\"]\n[limits]\ntimeout_ms = 0").unwrap_err();
+        assert_eq!(
+            zero,
+            "limits.timeout_ms is 0: no evaluation could run under it"
+        );
+        assert!(check("routes = [\"/x\"]\n[limits]\nfuel = 0")
+            .unwrap_err()
+            .contains("limits.fuel"));
+        assert_eq!(
+            check("routes = [\"/x\"]\n[limits]\nlog_records = 0"),
+            Ok(())
+        );
     }
 
     #[test]

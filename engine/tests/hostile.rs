@@ -272,6 +272,24 @@ fn refused_at_load_with_the_reason() {
         }
         other => panic!("{other:?}"),
     }
+    match e.load("signature", &component("wrong-signature"), settings()) {
+        Err(err @ LoadError::WrongWorld(_)) => assert!(
+            err.to_string().contains(
+                "`evaluate: func(session: checkout-session, request: policy-request) -> decision`"
+            ),
+            "{err}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    match e.load("later", &component("other-version"), settings()) {
+        Err(LoadError::WrongWorld(why)) => assert_eq!(
+            why,
+            "it imports stripe-discount:policy/host@0.2.0, another version of the contract; \
+             this host offers stripe-discount:policy/host@0.1.0: rebuild it against this \
+             host's wit/discount-policy.wit"
+        ),
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
         e.load("core", &component("not-a-component"), settings()),
         Err(LoadError::CoreModule)

@@ -578,7 +578,7 @@ impl StripeClient {
             tracing::debug!(method = %prepared.method, path, attempt, "Stripe request");
             let error = match self.attempt(&prepared, deadline).await {
                 Ok(raw) if (200..300).contains(&raw.status) => {
-                    return match serde_json::from_slice::<T>(&raw.body) {
+                    return match crate::json::from_slice::<T>(&raw.body) {
                         Ok(body) => Ok(Response {
                             body,
                             request_id: raw.request_id,
@@ -591,7 +591,7 @@ impl StripeClient {
                             request_id: raw.request_id,
                             detail: format!(
                                 "unexpected body: {}",
-                                snippet(&redact(&e.to_string(), &config.secret_key), 300)
+                                snippet(&redact(&e, &config.secret_key), 300)
                             ),
                             should_retry: raw.should_retry,
                         }),

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod error;
 pub mod form;
+pub mod json;
 pub mod totals;
 pub mod transport;
 pub mod types;

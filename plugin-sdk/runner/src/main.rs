@@ -33,7 +33,8 @@ enum Command {
     Componentize(componentize::Args),
     /// Writes the C bindings of the discount-policy world (wit-bindgen's C generator).
     BindgenC(bindgen_c::Args),
-    /// Lists a component's imports and exports; fails if the host would refuse it.
+    /// Lists a component's imports and exports, and loads it as the host does; fails if the
+    /// host would refuse it.
     Inspect(inspect::Args),
     /// Runs a policy on a Checkout Session fixture: decision, guard verdict, totals, logs, cost.
     Run(run::Args),

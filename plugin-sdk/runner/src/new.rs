@@ -165,7 +165,8 @@ pub struct Args {
     /// The storefront route it serves [default: `/apply-<name>`].
     #[arg(long)]
     pub route: Option<String>,
-    /// Path to discount-policy-sdk [default: the SDK this runner was built from].
+    /// Path to discount-policy-sdk, for a Rust policy [default: the SDK this runner was
+    /// built from].
     #[arg(long)]
     pub sdk_path: Option<PathBuf>,
 }
@@ -195,22 +196,11 @@ pub fn run(args: Args) -> Result<()> {
     {
         bail!("{} already exists and is not empty", dir.display());
     }
-    let sdk = match &args.sdk_path {
-        Some(p) => p.clone(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../rust"),
+    // Only the Rust template depends on the SDK crate; the others build from `wit/`.
+    let sdk = match template.language {
+        "rust" => Some(rust_sdk(args.sdk_path.as_deref())?),
+        _ => None,
     };
-    let sdk = std::fs::canonicalize(&sdk).with_context(|| {
-        format!(
-            "the SDK is not at {}: pass --sdk-path <checkout>/plugin-sdk/rust",
-            sdk.display()
-        )
-    })?;
-    if !sdk.join("Cargo.toml").exists() {
-        bail!(
-            "{} has no Cargo.toml: is it discount-policy-sdk?",
-            sdk.display()
-        );
-    }
     let route = args
         .route
         .clone()
@@ -220,7 +210,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     let vars = Vars {
         name: args.name.clone(),
-        sdk_path: sdk.to_string_lossy().replace('\\', "/"),
+        sdk_path: sdk
+            .as_deref()
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default(),
         route,
         dir: dir.display().to_string(),
     };
@@ -241,24 +234,49 @@ pub fn run(args: Args) -> Result<()> {
     }
     // The SDK's workspace lock pins the same dependency versions the SDK is tested with.
     if let Some(lock) = sdk
-        .parent()
+        .as_deref()
+        .and_then(Path::parent)
         .and_then(Path::parent)
         .map(|r| r.join("Cargo.lock"))
+        .filter(|lock| lock.exists())
     {
-        if lock.exists() && template.language == "rust" {
-            std::fs::copy(&lock, dir.join("Cargo.lock")).ok();
-        }
+        std::fs::copy(&lock, dir.join("Cargo.lock")).ok();
     }
+    let sdk_note = match &sdk {
+        Some(_) => format!(", SDK {}", vars.sdk_path),
+        None => String::new(),
+    };
     println!(
-        "created {} ({} policy {:?}, route {}, SDK {})",
+        "created {} ({} policy {:?}, route {}{sdk_note})",
         dir.display(),
         template.language,
         args.name,
         vars.route,
-        vars.sdk_path
     );
     println!("next:\n{}", indent(&vars.fill(template.next_steps)));
     Ok(())
+}
+
+/// The discount-policy-sdk crate a Rust policy depends on: `given`, else the SDK this
+/// runner was built from.
+fn rust_sdk(given: Option<&Path>) -> Result<PathBuf> {
+    let sdk = match given {
+        Some(p) => p.to_path_buf(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../rust"),
+    };
+    let sdk = std::fs::canonicalize(&sdk).with_context(|| {
+        format!(
+            "the SDK is not at {}: pass --sdk-path <checkout>/plugin-sdk/rust",
+            sdk.display()
+        )
+    })?;
+    if !sdk.join("Cargo.toml").exists() {
+        bail!(
+            "{} has no Cargo.toml: is it discount-policy-sdk?",
+            sdk.display()
+        );
+    }
+    Ok(sdk)
 }
 
 fn indent(text: &str) -> String {

@@ -75,14 +75,14 @@ pub fn run(args: Args) -> Result<()> {
             .unwrap_or(std::path::Path::new("."))
             .join(format!("{session_id}.json"))
     });
-    let session = load_fixture(&fixture)?;
+    let loaded = load_policy(&args.component, &args.policy, &[])?;
+    let session = load_fixture(&fixture, &loaded.policy.settings.expand)?;
     let input = match (&args.input, &record.input) {
         (Some(text), _) => parse_input(text)?,
         (None, Some(input)) => input.clone(),
         (None, None) => Default::default(),
     };
     let now = parse_time(&record.time).context("the record's `time`")?;
-    let loaded = load_policy(&args.component, &args.policy, &[])?;
     let mut notes = Vec::new();
     if session.id != session_id {
         notes.push(format!(
@@ -191,11 +191,14 @@ fn render(r: &Replay) -> String {
         );
     }
     if let Some(after) = &rec.amounts_after {
+        let amount =
+            |total: Option<i64>| total.map_or_else(|| "none".to_string(), |t| t.to_string());
         let replayed = r.outcome.totals.after.map(|a: Amounts| a.total);
         let _ = writeln!(
             s,
-            "  total     logged {:?} after the update, replayed {:?}",
-            after.amount_total, replayed
+            "  total     logged {} after the update, replayed {}",
+            amount(after.amount_total),
+            amount(replayed)
         );
     }
     for n in &r.notes {

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use policy_engine::settings::ConfigValue;
+use policy_engine::settings::{ConfigValue, Expand, Expansion};
 use policy_engine::{Caps, Clock, EngineConfig, Policy, PolicyEngine, PolicySettings};
 use serde_json::{Map, Value};
 use stripe_checkout::CheckoutSession;
@@ -44,11 +44,11 @@ pub struct PolicyArgs {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// The compile cache directory `load_policy` uses, if any.
-pub fn cache_dir(args: &PolicyArgs) -> Option<PathBuf> {
-    match &args.cache_dir {
+/// The compile cache directory to use, if any, given the `--cache-dir` argument.
+pub fn cache_dir(given: Option<&Path>) -> Option<PathBuf> {
+    match given {
         Some(dir) if dir.as_os_str() == "none" => None,
-        Some(dir) => Some(dir.clone()),
+        Some(dir) => Some(dir.to_path_buf()),
         None => match std::env::var_os("CARGO_TARGET_DIR") {
             Some(target) => Some(PathBuf::from(target).join("policy-cache")),
             None => Some(PathBuf::from("target"))
@@ -86,7 +86,7 @@ pub struct Args {
 /// Runs `policy-runner run`; exits 1 when the policy fails or the guard refuses its decision.
 pub fn run(args: Args) -> Result<()> {
     let loaded = load_policy(&args.component, &args.policy, &[])?;
-    let session = load_fixture(&args.fixture)?;
+    let session = load_fixture(&args.fixture, &loaded.policy.settings.expand)?;
     let input = match &args.input {
         Some(text) => parse_input(text)?,
         None => Map::new(),
@@ -138,24 +138,14 @@ pub fn load_policy(
 ) -> Result<Loaded> {
     let bytes = std::fs::read(component)
         .with_context(|| format!("cannot read the component {}", component.display()))?;
-    let settings_path = args
-        .settings
-        .clone()
-        .unwrap_or_else(|| component.with_extension("toml"));
-    let mut settings = if settings_path.exists() {
-        let text = std::fs::read_to_string(&settings_path)
-            .with_context(|| format!("cannot read {}", settings_path.display()))?;
-        PolicySettings::from_toml(&text).with_context(|| {
-            format!(
-                "{} is not a valid policy settings file",
-                settings_path.display()
-            )
-        })?
-    } else if args.settings.is_some() {
-        bail!("settings file {} not found", settings_path.display());
-    } else {
-        PolicySettings::default()
-    };
+    let (settings_path, settings) = read_settings(component, args.settings.as_deref())?;
+    let mut settings = settings.with_context(|| {
+        format!(
+            "{} is missing: a policy needs its settings file (routes, [config], [limits]), \
+             beside its component as the host reads it, or given with --settings",
+            settings_path.display()
+        )
+    })?;
     if let Some(path) = &args.config_file {
         settings.config.extend(read_config_file(path)?);
     }
@@ -177,6 +167,21 @@ pub fn load_policy(
     if let Some(timeout) = args.timeout_ms {
         settings.limits.timeout_ms = Some(timeout);
     }
+    let overridden = args.fuel.or(args.timeout_ms).is_some() || args.memory_bytes.is_some();
+    settings
+        .check()
+        .map_err(anyhow::Error::msg)
+        .with_context(|| {
+            format!(
+                "the host would refuse {}{}",
+                settings_path.display(),
+                if overridden {
+                    " with this command's limits"
+                } else {
+                    ""
+                }
+            )
+        })?;
     let caps = match &args.caps {
         Some(path) => read_caps(path)?,
         None => Caps::default(),
@@ -186,13 +191,33 @@ pub fn load_policy(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "policy".to_string());
     let engine = PolicyEngine::new(EngineConfig {
-        cache_dir: cache_dir(args),
+        cache_dir: cache_dir(args.cache_dir.as_deref()),
         ..EngineConfig::default()
     })?;
     let policy = engine
         .load(&name, &bytes, settings)
         .with_context(|| format!("cannot load {}", component.display()))?;
     Ok(Loaded { policy, caps })
+}
+
+/// The settings file of `component` (`given`, else `<component>.toml` beside it) and its
+/// settings; `None` when there is no such file beside it.
+pub fn read_settings(
+    component: &Path,
+    given: Option<&Path>,
+) -> Result<(PathBuf, Option<PolicySettings>)> {
+    let path = given.map_or_else(|| component.with_extension("toml"), Path::to_path_buf);
+    if !path.exists() {
+        if given.is_some() {
+            bail!("settings file {} not found", path.display());
+        }
+        return Ok((path, None));
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let settings = PolicySettings::from_toml(&text)
+        .with_context(|| format!("{} is not a valid policy settings file", path.display()))?;
+    Ok((path, Some(settings)))
 }
 
 /// The route to call: the one given, else the policy's first route, else `/<name>`.
@@ -286,15 +311,15 @@ pub fn parse_input(text: &str) -> Result<Map<String, Value>> {
     }
 }
 
-/// Reads a session fixture; warns on stderr about missing expansions.
-pub fn load_fixture(path: &Path) -> Result<CheckoutSession> {
+/// Reads a session fixture; warns on stderr about missing expansions the policy reads.
+pub fn load_fixture(path: &Path, expand: &Expand) -> Result<CheckoutSession> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the fixture {}", path.display()))?;
-    parse_fixture(&text, path)
+    parse_fixture(&text, path, expand)
 }
 
 /// Parses a session fixture (warnings name `path`).
-pub fn parse_fixture(text: &str, path: &Path) -> Result<CheckoutSession> {
+pub fn parse_fixture(text: &str, path: &Path, expand: &Expand) -> Result<CheckoutSession> {
     let value: Value =
         serde_json::from_str(text).with_context(|| format!("{} is not JSON", path.display()))?;
     if let Some(object) = value.get("object").and_then(Value::as_str) {
@@ -305,19 +330,22 @@ pub fn parse_fixture(text: &str, path: &Path) -> Result<CheckoutSession> {
             );
         }
     }
-    let session: CheckoutSession = serde_json::from_value(value.clone()).with_context(|| {
-        format!(
-            "{} is not a Checkout Session as Stripe returns it",
-            path.display()
-        )
-    })?;
+    let session: CheckoutSession = stripe_checkout::json::from_slice(text.as_bytes())
+        .map_err(anyhow::Error::msg)
+        .with_context(|| {
+            format!(
+                "{} is not a Checkout Session as Stripe returns it",
+                path.display()
+            )
+        })?;
     let p = path.display();
-    if value.get("line_items").is_none_or(Value::is_null) {
+    let reads_line_items = expand.contains(Expansion::LineItems);
+    if reads_line_items && value.get("line_items").is_none_or(Value::is_null) {
         eprintln!("warning: {p}: line_items not expanded (retrieve with expand[]=line_items, or use `policy-runner fetch`)");
-    } else if session.line_items.as_ref().is_some_and(|l| l.has_more) {
+    } else if reads_line_items && session.line_items.as_ref().is_some_and(|l| l.has_more) {
         eprintln!("warning: {p}: line_items has more pages; only the first is in the fixture (`policy-runner fetch` reads them all)");
     }
-    if value.get("customer").is_some_and(Value::is_string) {
+    if expand.contains(Expansion::Customer) && value.get("customer").is_some_and(Value::is_string) {
         eprintln!("warning: {p}: customer not expanded (expand[]=customer); the policy sees no customer metadata");
     }
     Ok(session)

@@ -156,7 +156,7 @@ pub fn run(args: Args) -> Result<()> {
         };
         let results = run_folder(dir, &component, &args)?;
         if !args.json {
-            print_folder(dir, &component, &results, args.verbose);
+            print_folder(dir, &component, &results, &args);
         }
         all.extend(results);
     }
@@ -304,8 +304,8 @@ pub fn run_case(
     let fixture_path = base.join(&case.fixture);
     let text = std::fs::read_to_string(&fixture_path)
         .with_context(|| format!("cannot read the fixture {}", fixture_path.display()))?;
-    let session = parse_fixture(&text, &fixture_path)?;
     let loaded = load_policy(component, args, &config_values_json(&case.config)?)?;
+    let session = parse_fixture(&text, &fixture_path, &loaded.policy.settings.expand)?;
     let now = match &case.now {
         None => session.created,
         Some(Value::Number(n)) => n.as_i64().context("`now` must be whole seconds")?,
@@ -448,10 +448,13 @@ pub fn json_diff(path: &str, expected: &Value, actual: &Value, out: &mut Vec<Str
     }
 }
 
-fn print_folder(dir: &Path, component: &Path, results: &[CaseResult], verbose: bool) {
+fn print_folder(dir: &Path, component: &Path, results: &[CaseResult], args: &Args) {
     println!("{} (component {})", dir.display(), component.display());
     if results.is_empty() {
-        println!("  no cases (TOML or JSON files) in {}", dir.display());
+        match &args.filter {
+            Some(filter) => println!("  no case name contains {filter:?} (--filter)"),
+            None => println!("  no cases (TOML or JSON files) in {}", dir.display()),
+        }
     }
     let width = results.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for r in results {
@@ -477,9 +480,9 @@ fn print_folder(dir: &Path, component: &Path, results: &[CaseResult], verbose: b
                 }
             }
         }
-        if verbose || !r.passed {
+        if args.verbose || !r.passed {
             if let Some(o) = &r.outcome {
-                if verbose {
+                if args.verbose {
                     for line in report::render_text(o).lines() {
                         println!("        | {line}");
                     }

@@ -281,3 +281,150 @@ fn new_scaffolds_a_standalone_project() {
     let bad = runner(&["new", "Bad_Name", "--dir", &dir.join("x")]);
     assert!(!bad.status.success());
 }
+
+/// Runs the runner, which must fail; returns its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = runner(args);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stdout}\n{stderr}");
+    stderr
+}
+
+#[test]
+fn inspect_loads_the_component_as_the_host_does() {
+    let good = runner(&["inspect", &s(&component("loyalty-tier"))]);
+    let (stdout, stderr) = text(&good);
+    assert!(good.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("exports: evaluate (func)"), "{stdout}");
+    assert!(stdout.contains("the host accepts it"), "{stdout}");
+
+    // `evaluate` of another type: its name alone used to pass.
+    let err = refused(&["inspect", &s(&test_component("wrong-signature"))]);
+    assert!(err.contains("the host would refuse"), "{err}");
+    assert!(
+        err.contains(
+            "`evaluate: func(session: checkout-session, request: policy-request) -> decision`"
+        ),
+        "{err}"
+    );
+    let err = refused(&["inspect", &s(&test_component("other-version"))]);
+    assert!(
+        err.contains("stripe-discount:policy/host@0.2.0, another version of the contract"),
+        "{err}"
+    );
+    assert!(!err.contains("WASI"), "{err}");
+    let err = refused(&["inspect", &s(&test_component("not-a-component"))]);
+    assert!(
+        err.contains("a core WebAssembly module, not a component"),
+        "{err}"
+    );
+    let err = refused(&["inspect", &s(&test_component("ungranted-import"))]);
+    assert!(err.contains("evil:net/socket"), "{err}");
+}
+
+#[test]
+fn settings_the_host_refuses_are_refused() {
+    let dir = TempDir::new("settings");
+    let fixture = s(&cases("cart-threshold").join("fixtures/cart-100.json"));
+    // No settings file beside the component.
+    let alone = dir.join("alone.wasm");
+    std::fs::copy(component("cart-threshold"), &alone).unwrap();
+    let err = refused(&["run", &alone, "--fixture", &fixture]);
+    assert!(err.contains("alone.toml is missing"), "{err}");
+    // Settings without a route, or with one the host cannot serve.
+    for (settings, why) in [
+        ("[config]\nthreshold = 1\n", "no routes"),
+        (
+            "routes = [\"apply\"]\n",
+            "route \"apply\" must start with '/'",
+        ),
+        (
+            "routes = [\"/x\"]\n[limits]\nfuel = 0\n",
+            "limits.fuel is 0",
+        ),
+    ] {
+        let path = dir.join("settings.toml");
+        std::fs::write(&path, settings).unwrap();
+        let args = ["run", &alone, "--fixture", &fixture, "--settings", &path];
+        let err = refused(&args);
+        assert!(err.contains("the host would refuse"), "{settings}: {err}");
+        assert!(err.contains(why), "{settings}: {err}");
+    }
+    let cart = s(&component("cart-threshold"));
+    let err = refused(&["run", &cart, "--fixture", &fixture, "--timeout-ms", "0"]);
+    assert!(err.contains("with this command's limits"), "{err}");
+    assert!(err.contains("limits.timeout_ms is 0"), "{err}");
+}
+
+#[test]
+fn a_fixture_of_the_wrong_shape_names_the_field() {
+    let dir = TempDir::new("fixture");
+    let text = std::fs::read_to_string(cases("cart-threshold").join("fixtures/cart-100.json"));
+    let mut session: Value = serde_json::from_str(&text.unwrap()).unwrap();
+    session["line_items"]["data"][0]["quantity"] = "two".into();
+    let path = dir.join("session.json");
+    std::fs::write(&path, session.to_string()).unwrap();
+    let cart = s(&component("cart-threshold"));
+    let err = refused(&["run", &cart, "--fixture", &path]);
+    assert!(
+        err.contains("is not a Checkout Session as Stripe returns it"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line_items.data[0].quantity: invalid type: string \"two\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_filter_that_matches_no_case_says_so() {
+    let out = runner(&[
+        "test",
+        &s(&cases("promo-code")),
+        "--component",
+        &s(&component("promo-code")),
+        "--filter",
+        "no-such-case",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("no case name contains \"no-such-case\" (--filter)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn other_languages_scaffold_without_the_rust_sdk() {
+    let dir = TempDir::new("new-lang");
+    for lang in ["c", "js", "python"] {
+        let project = dir.path().join(lang);
+        let out = runner(&[
+            "new",
+            "welcome-offer",
+            "--lang",
+            lang,
+            "--dir",
+            &s(&project),
+            "--sdk-path",
+            "/no/such/sdk",
+        ]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{lang}:\n{stdout}\n{stderr}");
+        assert!(!stdout.contains("SDK"), "{lang}: {stdout}");
+        assert!(project.join("policy.toml").exists(), "{lang}");
+    }
+    let rust = runner(&[
+        "new",
+        "welcome-offer",
+        "--dir",
+        &dir.join("rust"),
+        "--sdk-path",
+        "/no/such/sdk",
+    ]);
+    let (_, stderr) = text(&rust);
+    assert!(
+        stderr.contains("the SDK is not at /no/such/sdk"),
+        "{stderr}"
+    );
+}

@@ -90,3 +90,14 @@ impl Drop for TempDir {
 pub fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
+
+/// A component of `scripts/build-test-policies.sh` (refused by the host, on purpose).
+pub fn test_component(name: &str) -> PathBuf {
+    let path = workspace().join(format!("target/test-policies/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/build-test-policies.sh first",
+        path.display()
+    );
+    path
+}
