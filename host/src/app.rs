@@ -105,10 +105,12 @@ async fn storefront(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let route = uri.path().to_string();
+    let served = state.registry.route(&route).is_some();
     if method != Method::POST {
-        return if state.registry.route(&route).is_some() {
+        return if served {
             (
                 StatusCode::METHOD_NOT_ALLOWED,
+                [(axum::http::header::ALLOW, "POST")],
                 Json(serde_json::json!({"type": "error", "message": "Use POST."})),
             )
                 .into_response()
@@ -118,6 +120,7 @@ async fn storefront(
     }
     let body = match body {
         Ok(body) => body,
+        Err(_) if !served => return crate::response::FlowError::RouteNotFound.into_response(),
         Err(_) => return crate::response::FlowError::TooLarge.into_response(),
     };
     let started = std::time::Instant::now();

@@ -38,14 +38,16 @@ async fn steps(
     body: &[u8],
     draft: &mut audit::Draft,
 ) -> Result<Succeeded, FlowError> {
-    let request = http::parse(body, state.config.max_body_bytes)?;
-    draft.record.session_id = Some(request.checkout_session_id.clone());
-    draft.record.input = Some(request.input.clone());
-    tracing::Span::current().record("session", request.checkout_session_id.as_str());
+    // A route no policy serves is a 404 whatever the body: no audit record, and no
+    // metrics series of its own.
     let policy = state
         .registry
         .route(route)
         .ok_or(FlowError::RouteNotFound)?;
+    let request = http::parse(body, state.config.max_body_bytes)?;
+    draft.record.session_id = Some(request.checkout_session_id.clone());
+    draft.record.input = Some(request.input.clone());
+    tracing::Span::current().record("session", request.checkout_session_id.as_str());
     draft.record.policy = Some(policy.name.clone());
     draft.record.version = Some(policy.version.clone());
     let deadline = Instant::now() + state.config.request_deadline();

@@ -180,6 +180,15 @@ struct Loads {
     running: HashMap<String, Arc<Load>>,
     /// Files that failed to load, by policy: not retried until they change.
     failed: HashMap<String, Failed>,
+    /// Loaded versions claiming a route another policy serves: each serves once its
+    /// routes are free, unless newer files or a removal come first.
+    parked: HashMap<String, Parked>,
+}
+
+/// A loaded version waiting for its routes.
+struct Parked {
+    policy: Arc<Policy>,
+    trigger: Trigger,
 }
 
 /// One policy version loading on its own thread.
@@ -462,6 +471,7 @@ impl Registry {
                 if let Some(load) = loads.running.remove(name) {
                     self.overtake(&load);
                 }
+                loads.parked.remove(name);
                 if loads.failed.remove(name).is_some() {
                     self.clear_error(name);
                 }
@@ -488,6 +498,7 @@ impl Registry {
         let mut policies = current.policies.clone();
         for name in gone {
             loads.failed.remove(&name);
+            loads.parked.remove(&name);
             if let Some(load) = loads.running.remove(&name) {
                 self.overtake(&load);
             }
@@ -499,10 +510,11 @@ impl Registry {
             }
         }
         if !report.removed.is_empty() {
-            self.publish(policies, &current);
+            self.publish(policies);
             for name in &report.removed {
                 self.record_removed(name, trigger);
             }
+            self.admit_parked(&mut loads);
         }
         drop(loads);
         for load in &pass.loads {
@@ -538,6 +550,7 @@ impl Registry {
         if let Some(older) = loads.running.insert(name.to_string(), load.clone()) {
             older.supersede();
         }
+        loads.parked.remove(name);
         tracing::info!(policy = %name, version = %short(&files.version), "loading a policy version");
         self.with_status(name, |s| s.loading = Some(files.version.clone()));
         let (registry, files, thread_load) = (self.clone(), files.clone(), load.clone());
@@ -580,19 +593,34 @@ impl Registry {
         self.with_status(&load.name, |s| s.loading = None);
         match result {
             Ok(policy) => {
-                tracing::info!(policy = %load.name, version = %short(&policy.version), settings = %short(&policy.settings_digest), compile_ms = policy.compile_time.as_millis() as u64, from_cache = policy.from_cache, ?trigger, "policy loaded");
-                loads.failed.remove(&load.name);
-                let policy = Arc::new(policy);
-                let current = self.snapshot.load_full();
-                let mut policies = current.policies.clone();
-                policies.insert(load.name.clone(), policy.clone());
-                let conflicts = self.publish(policies, &current);
-                self.record_loaded(&load.name, trigger, &policy);
-                for (name, error) in conflicts {
-                    tracing::error!(policy = %name, %error, "route conflict");
-                    self.with_status(&name, |s| s.last_error = Some(error));
+                let parked = Parked {
+                    policy: Arc::new(policy),
+                    trigger,
+                };
+                loads.parked.insert(load.name.clone(), parked);
+                if self.admit_parked(&mut loads).contains(&load.name) {
+                    load.end(&mut state, LoadOutcome::Loaded);
+                    return;
                 }
-                load.end(&mut state, LoadOutcome::Loaded);
+                let conflict = route_conflict(&load.name, &self.snapshot.load(), &loads.parked);
+                let error = format!(
+                    "{conflict}; this version serves once no other policy serves its routes"
+                );
+                tracing::error!(policy = %load.name, version = %short(&load.fingerprint.0), %error, ?trigger, "policy version waits for its routes; the last good version keeps serving");
+                let failed = Failed {
+                    fingerprint: load.fingerprint.clone(),
+                    retry_on_request: false,
+                };
+                loads.failed.insert(load.name.clone(), failed);
+                self.record_failed(
+                    &load.name,
+                    trigger,
+                    &load.fingerprint.0,
+                    load.settings_digest.as_deref(),
+                    &error,
+                );
+                crate::metrics::record_load_failure(&load.name);
+                load.end(&mut state, LoadOutcome::Failed(error));
             }
             Err(LoadFailed {
                 error,
@@ -639,15 +667,49 @@ impl Registry {
     }
 
     /// Swaps in a snapshot of these policies with their routes (call under the loads
-    /// lock); returns the route conflicts.
-    fn publish(
-        &self,
-        policies: BTreeMap<String, Arc<Policy>>,
-        current: &Snapshot,
-    ) -> Vec<(String, String)> {
-        let (routes, conflicts) = assign_routes(&policies, current);
+    /// lock). No two of them claim one route: [`Registry::admit_parked`] sees to it.
+    fn publish(&self, policies: BTreeMap<String, Arc<Policy>>) {
+        let mut routes = RouteTable::new();
+        for policy in policies.values() {
+            for route in &policy.settings.routes {
+                routes
+                    .entry(route.clone())
+                    .or_insert_with(|| policy.clone());
+            }
+        }
         self.snapshot.store(Arc::new(Snapshot { policies, routes }));
-        conflicts
+    }
+
+    /// Serves the parked versions that can serve together: each one's routes claimed by
+    /// no other policy, serving or about to (call under the loads lock). Returns their
+    /// names. Versions that swap routes with each other serve together.
+    fn admit_parked(&self, loads: &mut Loads) -> BTreeSet<String> {
+        let current = self.snapshot.load_full();
+        let mut admitted: BTreeSet<String> = loads.parked.keys().cloned().collect();
+        let policies = loop {
+            let mut policies = current.policies.clone();
+            for (name, parked) in loads.parked.iter().filter(|(n, _)| admitted.contains(*n)) {
+                policies.insert(name.clone(), parked.policy.clone());
+            }
+            let clashing = clashing(&policies, &admitted);
+            if clashing.is_empty() {
+                break policies;
+            }
+            admitted.retain(|name| !clashing.contains(name));
+        };
+        if admitted.is_empty() {
+            return admitted;
+        }
+        self.publish(policies);
+        for name in &admitted {
+            let Some(Parked { policy, trigger }) = loads.parked.remove(name) else {
+                continue;
+            };
+            tracing::info!(policy = %name, version = %short(&policy.version), settings = %short(&policy.settings_digest), compile_ms = policy.compile_time.as_millis() as u64, from_cache = policy.from_cache, ?trigger, "policy loaded");
+            loads.failed.remove(name);
+            self.record_loaded(name, trigger, &policy);
+        }
+        admitted
     }
 
     fn lock_loads(&self) -> MutexGuard<'_, Loads> {
@@ -903,35 +965,45 @@ impl Registry {
 
 /// Maps routes to policies; a route two policies claim stays with the one
 /// already serving it (or the first by name), and the other gets an error.
-fn assign_routes(
+/// Which of `candidates` claim a route that another of `policies` claims too.
+fn clashing(
     policies: &BTreeMap<String, Arc<Policy>>,
-    current: &Snapshot,
-) -> (RouteTable, Vec<(String, String)>) {
-    let mut routes: HashMap<String, Arc<Policy>> = HashMap::new();
-    let mut conflicts = Vec::new();
-    let mut ordered: Vec<&Arc<Policy>> = policies.values().collect();
-    ordered.sort_by_key(|p| {
-        let serving = p
-            .settings
-            .routes
-            .iter()
-            .any(|r| current.routes.get(r).is_some_and(|c| c.name == p.name));
-        (!serving, p.name.clone())
-    });
-    for policy in ordered {
+    candidates: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut claimants: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (name, policy) in policies {
         for route in &policy.settings.routes {
-            match routes.get(route) {
-                Some(owner) if owner.name != policy.name => conflicts.push((
-                    policy.name.clone(),
-                    format!("route {route} is already served by policy {}", owner.name),
-                )),
-                _ => {
-                    routes.insert(route.clone(), policy.clone());
-                }
-            }
+            claimants.entry(route).or_default().push(name);
         }
     }
-    (routes, conflicts)
+    claimants
+        .into_values()
+        .filter(|names| names.len() > 1)
+        .flatten()
+        .filter(|name| candidates.contains(*name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Why `name`'s parked version cannot serve: the first of its routes that another
+/// policy serves, or another parked version claims.
+fn route_conflict(name: &str, current: &Snapshot, parked: &HashMap<String, Parked>) -> String {
+    let routes = parked
+        .get(name)
+        .map(|p| p.policy.settings.routes.as_slice())
+        .unwrap_or_default();
+    for route in routes {
+        if let Some(owner) = current.routes.get(route).filter(|o| o.name != name) {
+            return format!("route {route} is already served by policy {}", owner.name);
+        }
+        let rival = parked
+            .iter()
+            .find(|(other, p)| *other != name && p.policy.settings.routes.contains(route));
+        if let Some((other, _)) = rival {
+            return format!("route {route} is also claimed by a new version of policy {other}");
+        }
+    }
+    "its routes are claimed by another policy".to_string()
 }
 
 /// The message of a caught panic, if it has one.
@@ -963,15 +1035,7 @@ fn parse_settings(name: &str, text: Option<&str>) -> Result<PolicySettings, Stri
         ));
     };
     let settings = PolicySettings::from_toml(text).map_err(|e| format!("{name}.toml: {e}"))?;
-    // An empty or truncated settings file must not retire the routes silently.
-    if settings.routes.is_empty() {
-        return Err(format!(
-            "{name}.toml: no routes; a policy serves at least one route (delete the policy to retire it)"
-        ));
-    }
-    if let Some(bad) = settings.routes.iter().find(|r| !r.starts_with('/')) {
-        return Err(format!("{name}.toml: route {bad:?} must start with '/'"));
-    }
+    settings.check().map_err(|e| format!("{name}.toml: {e}"))?;
     Ok(settings)
 }
 

@@ -194,6 +194,26 @@ async fn bad_requests_get_clear_4xx_and_change_nothing() {
         .post("/no-such-discount", json!({"checkout_session_id": id}))
         .await;
     assert_eq!(no_route.status, 404);
+    // A route no policy serves is a 404 whatever its body, leaves no audit record and
+    // makes no metrics series of its own (any client can invent paths).
+    for (path, body) in [
+        ("/random-1", Vec::new()),
+        ("/random-2", b"{\"checkout_session_id\": ".to_vec()),
+        ("/admin/nope", b"[]".to_vec()),
+    ] {
+        let answer = host.post_raw(path, body).await;
+        assert_eq!(answer.status, 404, "{path}: {:?}", answer.body);
+    }
+    let metrics = host.get_text("/metrics").await;
+    assert!(!metrics.contains("random-"), "{metrics}");
+    assert!(
+        metrics
+            .contains("discount_requests_total{outcome=\"route_not_found\",route=\"unmatched\"} 4"),
+        "{metrics}"
+    );
+    let get = reqwest::get(format!("{}{route}", host.url)).await.unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
 
     assert!(
         stripe.updates_of(&id).await.is_empty(),
@@ -203,6 +223,14 @@ async fn bad_requests_get_clear_4xx_and_change_nothing() {
         stripe.get_session(&id).await["total_details"]["amount_discount"],
         0
     );
+    let recorded = host.get_json("/admin/decisions").await;
+    let routes: Vec<&str> = recorded
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["route"].as_str())
+        .collect();
+    assert!(routes.iter().all(|r| *r == route), "{recorded:#}");
 }
 
 #[tokio::test]

@@ -890,3 +890,127 @@ async fn restart_loads_from_the_compilation_cache() {
     let session = gold_session(&stripe).await;
     assert_eq!(served_by(&second, &session).await, Some("A"));
 }
+
+/// A version claiming a route another policy serves does not serve, and takes nothing
+/// from its own last good version: it is reported as failed, and serves once its routes
+/// are free. A route can so move from one policy to another in either order.
+#[tokio::test]
+async fn a_version_claiming_a_served_route_waits_for_it() {
+    let dir = common::policy_dir(&["cart-threshold", "promo-code"]);
+    let stripe = Stripe::start().await;
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    let cart_toml = std::fs::read_to_string(dir.path().join("cart-threshold.toml")).unwrap();
+    let promo_toml = std::fs::read_to_string(dir.path().join("promo-code.toml")).unwrap();
+    wait_status(&host, "cart-threshold", "loaded", |s| {
+        !s["version"].is_null()
+    })
+    .await;
+    wait_status(&host, "promo-code", "loaded", |s| !s["version"].is_null()).await;
+    let promo_route = r#"routes = ["/apply-promo-code"]"#;
+    let cart_route = r#"routes = ["/apply-cart-discount"]"#;
+    assert!(cart_toml.contains(cart_route) && promo_toml.contains(promo_route));
+
+    // The cart policy's new settings claim the promo code's route.
+    let claiming = cart_toml.replace(cart_route, promo_route);
+    write_atomic(&dir.path().join("cart-threshold.toml"), claiming.as_bytes());
+    let cart = wait_status(&host, "cart-threshold", "reported the conflict", |s| {
+        !s["last_error"].is_null()
+    })
+    .await;
+    assert_eq!(
+        cart["last_error"],
+        "route /apply-promo-code is already served by policy promo-code; this version serves \
+         once no other policy serves its routes",
+        "{cart:#}"
+    );
+    assert_eq!(cart["routes"], json!(["/apply-cart-discount"]), "{cart:#}");
+    assert_eq!(
+        cart["history"].as_array().unwrap().last().unwrap()["outcome"],
+        "failed"
+    );
+    // Both routes serve as before.
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    let served = host
+        .post("/apply-cart-discount", json!({"checkout_session_id": id}))
+        .await;
+    assert_eq!(served.status, 200, "{:?}", served.body);
+    assert_eq!(
+        served.body["value"]["decision"]["coupon_data"]["name"],
+        "Cart discount"
+    );
+    let body = json!({"checkout_session_id": id, "promo_code": "SPRING15"});
+    let promo = host.post("/apply-promo-code", body.clone()).await;
+    assert_eq!(promo.status, 200, "{:?}", promo.body);
+    assert_eq!(
+        promo.body["value"]["decision"]["coupon_data"]["name"],
+        "Promo code SPRING15"
+    );
+    // A pass that finds nothing new does not load the waiting version again.
+    assert_eq!(
+        host.reload().await["still_failing"],
+        json!(["cart-threshold"])
+    );
+
+    // The promo code policy moves to the cart's old route: both routes change hands.
+    let moved = promo_toml.replace(promo_route, cart_route);
+    write_atomic(&dir.path().join("promo-code.toml"), moved.as_bytes());
+    let cart = wait_status(&host, "cart-threshold", "served the waiting version", |s| {
+        s["routes"] == json!(["/apply-promo-code"])
+    })
+    .await;
+    assert!(cart["last_error"].is_null(), "{cart:#}");
+    let promo = wait_status(&host, "promo-code", "took the freed route", |s| {
+        s["routes"] == json!(["/apply-cart-discount"])
+    })
+    .await;
+    assert!(promo["last_error"].is_null(), "{promo:#}");
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    let served = host
+        .post("/apply-promo-code", json!({"checkout_session_id": id}))
+        .await;
+    assert_eq!(served.status, 200, "{:?}", served.body);
+    assert_eq!(
+        served.body["value"]["decision"]["coupon_data"]["name"],
+        "Cart discount"
+    );
+    let body = json!({"checkout_session_id": id, "promo_code": "TENOFF"});
+    let promo = host.post("/apply-cart-discount", body).await;
+    assert_eq!(promo.status, 200, "{:?}", promo.body);
+    assert_eq!(
+        promo.body["value"]["decision"]["coupon_data"]["name"],
+        "Promo code TENOFF"
+    );
+
+    // The cart policy claims its old route back, then the promo code policy is deleted:
+    // the waiting version takes the freed route.
+    write_atomic(
+        &dir.path().join("cart-threshold.toml"),
+        cart_toml.as_bytes(),
+    );
+    wait_status(&host, "cart-threshold", "waited again", |s| {
+        s["last_error"].as_str().is_some_and(|e| {
+            e.contains("/apply-cart-discount is already served by policy promo-code")
+        })
+    })
+    .await;
+    for file in ["promo-code.wasm", "promo-code.toml"] {
+        std::fs::remove_file(dir.path().join(file)).unwrap();
+    }
+    let cart = wait_status(&host, "cart-threshold", "took its route back", |s| {
+        s["routes"] == json!(["/apply-cart-discount"])
+    })
+    .await;
+    assert!(cart["last_error"].is_null(), "{cart:#}");
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    let served = host
+        .post("/apply-cart-discount", json!({"checkout_session_id": id}))
+        .await;
+    assert_eq!(
+        served.body["value"]["decision"]["coupon_data"]["name"],
+        "Cart discount"
+    );
+    let gone = host
+        .post("/apply-promo-code", json!({"checkout_session_id": id}))
+        .await;
+    assert_eq!(gone.status, 404, "{:?}", gone.body);
+}
