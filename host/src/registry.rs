@@ -150,6 +150,8 @@ struct PolicyFiles {
     settings_text: Option<String>,
     /// Newest mtime of the two files (symlinks followed).
     modified: Option<SystemTime>,
+    /// Why the files could not be read: this policy fails to load, the others go on.
+    unreadable: Option<String>,
 }
 
 impl PolicyFiles {
@@ -779,6 +781,9 @@ impl Registry {
         files: &PolicyFiles,
         settings: Result<PolicySettings, String>,
     ) -> Result<Policy, LoadFailed> {
+        if let Some(error) = &files.unreadable {
+            return Err(format!("cannot read the policy's files: {error}").into());
+        }
         let settings = settings?;
         let load_now = || {
             self.engine
@@ -1039,6 +1044,67 @@ fn parse_settings(name: &str, text: Option<&str>) -> Result<PolicySettings, Stri
     Ok(settings)
 }
 
+/// One policy's files; `None` when its component is not there. A file that cannot be
+/// read (a directory, a FIFO, no permission, a symlink loop, settings that are not UTF-8)
+/// gives files marked unreadable, so that policy alone fails and keeps its last good
+/// version.
+fn read_policy(component_path: &Path, settings_path: &Path) -> Option<PolicyFiles> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let modified = [mtime(component_path), mtime(settings_path)]
+        .into_iter()
+        .flatten()
+        .max();
+    let unreadable = |error: String| PolicyFiles {
+        component: Arc::default(),
+        version: format!("unreadable: {error}"),
+        settings_text: None,
+        modified,
+        unreadable: Some(error),
+    };
+    let component = match read_regular(component_path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
+        Err(e) => return Some(unreadable(e)),
+    };
+    let settings_text = match read_regular(settings_path) {
+        Ok(None) => None,
+        Ok(Some(bytes)) => match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(_) => {
+                let error = format!("{} is not UTF-8 text", settings_path.display());
+                return Some(unreadable(error));
+            }
+        },
+        Err(e) => return Some(unreadable(e)),
+    };
+    Some(PolicyFiles {
+        version: policy_engine::engine::content_hash(&component),
+        component: Arc::new(component),
+        settings_text,
+        modified,
+        unreadable: None,
+    })
+}
+
+/// A regular file's bytes (symlinks followed); `None` when nothing is there. Anything
+/// else (a FIFO would block the read forever) is an error naming the file.
+fn read_regular(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    let named = |e: std::io::Error| format!("{}: {e}", path.display());
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(named(e)),
+        Ok(meta) if meta.is_dir() => return Err(format!("{} is a directory", path.display())),
+        Ok(meta) if !meta.is_file() => {
+            return Err(format!("{} is not a regular file", path.display()))
+        }
+        Ok(_) => {}
+    }
+    match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        other => other.map(Some).map_err(named),
+    }
+}
+
 /// Reads every `<name>.wasm` (following symlinks, as a ConfigMap volume has
 /// them) with its `<name>.toml`. Hidden entries such as `..data` are skipped.
 fn scan(dir: &Path) -> std::io::Result<Found> {
@@ -1057,36 +1123,12 @@ fn scan(dir: &Path) -> std::io::Result<Found> {
         if name.is_empty() {
             continue;
         }
-        let component = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            // Removed between listing and reading (or a dangling symlink, or a
-            // directory): the policy is not there.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e),
-        };
         let settings_path = dir.join(format!("{name}.toml"));
-        let settings_text = std::fs::read_to_string(&settings_path).ok();
-        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let modified = [mtime(&path), mtime(&settings_path)]
-            .into_iter()
-            .flatten()
-            .max();
-        found.insert(
-            name.to_string(),
-            PolicyFiles {
-                version: policy_engine::engine::content_hash(&component),
-                component: Arc::new(component),
-                settings_text,
-                modified,
-            },
-        );
+        // Dangling (or removed since the listing): the policy is not there.
+        let Some(files) = read_policy(&path, &settings_path) else {
+            continue;
+        };
+        found.insert(name.to_string(), files);
     }
     Ok(found)
 }

@@ -1014,3 +1014,70 @@ async fn a_version_claiming_a_served_route_waits_for_it() {
         .await;
     assert_eq!(gone.status, 404, "{:?}", gone.body);
 }
+
+/// An entry that cannot be read fails on its own: a FIFO (which would block a read
+/// forever), a symlink loop, a directory, settings that are not UTF-8. The policies
+/// around them keep reloading, and a serving policy keeps its last good version.
+#[tokio::test]
+async fn unreadable_files_fail_alone_and_never_block_a_reload() {
+    let dir = common::policy_dir(&["cart-threshold", "promo-code", "loyalty-tier"]);
+    let stripe = Stripe::start().await;
+    let host = Host::start(&stripe.url(), dir.path(), "");
+    for name in ["cart-threshold", "promo-code", "loyalty-tier"] {
+        wait_status(&host, name, "loaded", |s| !s["version"].is_null()).await;
+    }
+    let path = |file: &str| dir.path().join(file);
+    std::fs::remove_file(path("promo-code.wasm")).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(path("promo-code.wasm"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    std::os::unix::fs::symlink("loop.wasm", path("loop.wasm")).unwrap();
+    std::fs::create_dir(path("folder.wasm")).unwrap();
+    write_atomic(
+        &path("loyalty-tier.toml"),
+        b"routes = [\"/x\"]\n# \xff\xfe\n",
+    );
+    // The reload someone asks for answers at once, with each entry's own error.
+    let report = tokio::time::timeout(Duration::from_secs(10), host.reload())
+        .await
+        .expect("a FIFO must not block a reload");
+    let failed = report["failed"].as_array().unwrap();
+    let error_of = |name: &str| {
+        failed
+            .iter()
+            .find(|f| f["policy"] == name)
+            .and_then(|f| f["error"].as_str())
+            .unwrap_or_else(|| panic!("no failure for {name}: {report:#}"))
+            .to_string()
+    };
+    assert!(error_of("promo-code").ends_with("promo-code.wasm is not a regular file"));
+    assert!(error_of("loop").contains("loop.wasm: Too many levels of symbolic links"));
+    assert!(error_of("folder").ends_with("folder.wasm is a directory"));
+    assert!(error_of("loyalty-tier").ends_with("loyalty-tier.toml is not UTF-8 text"));
+    // The other policy still reloads, and the broken ones keep their last good version.
+    let cart = std::fs::read_to_string(path("cart-threshold.toml")).unwrap();
+    let renamed = cart.replace("name = \"Cart discount\"", "name = \"Cart discount v2\"");
+    assert_ne!(cart, renamed);
+    write_atomic(&path("cart-threshold.toml"), renamed.as_bytes());
+    let digest = policy_engine::PolicySettings::from_toml(&renamed)
+        .unwrap()
+        .digest();
+    wait_status(&host, "cart-threshold", "reloaded", |s| {
+        s["settings_digest"] == digest.as_str()
+    })
+    .await;
+    let id = stripe.session("usd", &[(15_000, 1)], None).await;
+    let body = json!({"checkout_session_id": id, "promo_code": "SPRING15"});
+    let promo = host.post("/apply-promo-code", body).await;
+    assert_eq!(promo.status, 200, "{:?}", promo.body);
+    let promo = status_of(&host, "promo-code").await;
+    assert!(
+        promo["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a regular file"),
+        "{promo:#}"
+    );
+}
