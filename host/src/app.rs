@@ -68,6 +68,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::admin::router())
         .fallback(storefront)
         .layer(DefaultBodyLimit::max(transport_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.config.body_read_timeout(),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.admin_token.clone(),
             crate::auth::require_admin,
@@ -121,7 +124,10 @@ async fn storefront(
     let body = match body {
         Ok(body) => body,
         Err(_) if !served => return crate::response::FlowError::RouteNotFound.into_response(),
-        Err(_) => return crate::response::FlowError::TooLarge.into_response(),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return crate::response::FlowError::TooLarge.into_response()
+        }
+        Err(_) => return crate::response::FlowError::BodyNotReceived.into_response(),
     };
     let started = std::time::Instant::now();
     let request_id = request_id.map(|r| r.0 .0).unwrap_or_default();

@@ -32,6 +32,14 @@ pub struct HostConfig {
     pub request_deadline_ms: u64,
     /// Threads serving the storefront, each a single-threaded runtime; 0: one per CPU.
     pub serving_threads: usize,
+    /// Longest a client may take to send a request's headers, in milliseconds; then the
+    /// connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// Longest a client may take to send a request's body, in milliseconds (408 after).
+    pub body_read_timeout_ms: u64,
+    /// Longest a shutdown waits for in-flight requests, in milliseconds; connections still
+    /// open then are closed.
+    pub shutdown_grace_ms: u64,
     /// How the host reaches Stripe.
     pub stripe: StripeSettings,
     /// The embedded Stripe emulator, used when no secret key is set.
@@ -60,6 +68,9 @@ impl Default for HostConfig {
             max_body_bytes: 16 * 1024,
             request_deadline_ms: 8_000,
             serving_threads: 0,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            shutdown_grace_ms: 20_000,
             stripe: StripeSettings::default(),
             emulator: EmulatorSettings::default(),
             limits: Limits::default(),
@@ -222,6 +233,11 @@ impl HostConfig {
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(config)
+    }
+
+    /// How long a client may take to send a request body.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
 
     /// The storefront request deadline.

@@ -173,6 +173,10 @@ async fn serve() -> anyhow::Result<()> {
         tracing::info!("no {ADMIN_TOKEN_ENV} set: the admin API and dashboard are off");
     }
     let threads = discount_host::serve::thread_count(config.serving_threads);
+    let limits = discount_host::serve::ConnectionLimits {
+        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+        shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+    };
     let shared = {
         let (config, registry, audit) = (Arc::new(config), registry.clone(), audit.clone());
         let inline = Arc::new(discount_host::evaluate::InlineSlots::new(threads));
@@ -188,7 +192,7 @@ async fn serve() -> anyhow::Result<()> {
         }
     };
     drop(stripe);
-    let mut serving = discount_host::serve::start(listener, threads, move || {
+    let mut serving = discount_host::serve::start(listener, threads, limits, move || {
         // Each thread's own connection pool: its connections are driven on that thread.
         Ok(AppState::new(shared(StripeClient::new(
             client_config.clone(),

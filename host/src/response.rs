@@ -19,6 +19,9 @@ pub enum FlowError {
     /// The body is over the size limit.
     #[error("request body too large")]
     TooLarge,
+    /// The body did not arrive within `body_read_timeout_ms`, or the client broke it off.
+    #[error("the request body did not arrive")]
+    BodyNotReceived,
     /// No policy serves this route.
     #[error("no policy serves this route")]
     RouteNotFound,
@@ -65,6 +68,7 @@ impl FlowError {
         match self {
             FlowError::BadRequest(_) => "bad_request",
             FlowError::TooLarge => "too_large",
+            FlowError::BodyNotReceived => "body_not_received",
             FlowError::RouteNotFound => "route_not_found",
             FlowError::UnknownSession => "unknown_session",
             FlowError::SessionNotOpen => "session_not_open",
@@ -112,6 +116,10 @@ impl FlowError {
             FlowError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "The request is too large.".into(),
+            ),
+            FlowError::BodyNotReceived => (
+                StatusCode::REQUEST_TIMEOUT,
+                "The request did not arrive in time.".into(),
             ),
             FlowError::RouteNotFound => (
                 StatusCode::NOT_FOUND,

@@ -4,12 +4,23 @@
 //! from its first byte to its response: no work stealing, no wake-ups across threads.
 
 use crate::app::{self, AppState};
-use axum::serve::Listener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+
+/// How long clients get: to send their headers, and to finish at shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A connection whose next request's headers take longer is closed.
+    pub header_read_timeout: Duration,
+    /// At shutdown, connections still open after this are closed.
+    pub shutdown_grace: Duration,
+}
 
 /// The threads the configuration asks for: `0` is one per CPU.
 pub fn thread_count(configured: usize) -> usize {
@@ -26,31 +37,50 @@ pub struct Serving {
     acceptor: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Connections handed to one serving thread; axum serves it like a socket.
-struct Handed {
-    connections: mpsc::UnboundedReceiver<Connection>,
-    local: SocketAddr,
-}
-
-impl Listener for Handed {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            let Some((stream, peer)) = self.connections.recv().await else {
-                // The acceptor stopped: shutdown is under way and ends `serve`.
-                return std::future::pending().await;
-            };
-            match TcpStream::from_std(stream) {
-                Ok(stream) => return (stream, peer),
-                Err(e) => tracing::warn!(error = %e, %peer, "dropping a connection"),
+/// Serves the connections handed to this thread until `stopped`, then lets their
+/// in-flight requests finish, for at most the shutdown grace.
+async fn serve_connections(
+    mut connections: mpsc::UnboundedReceiver<Connection>,
+    app: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+    limits: ConnectionLimits,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    loop {
+        let handed = tokio::select! {
+            handed = connections.recv() => handed,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        // The acceptor stopped: shutdown is under way.
+        let Some((stream, peer)) = handed else { break };
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, %peer, "dropping a connection");
+                continue;
             }
-        }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
     }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+    let open = graceful.count();
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = open,
+            grace_ms = limits.shutdown_grace.as_millis() as u64,
+            "shutdown grace over: closing the connections still open"
+        );
     }
 }
 
@@ -60,9 +90,9 @@ impl Listener for Handed {
 pub fn start(
     listener: TcpListener,
     threads: usize,
+    limits: ConnectionLimits,
     state: impl Fn() -> anyhow::Result<AppState> + Send + Sync + 'static,
 ) -> anyhow::Result<Serving> {
-    let local = listener.local_addr()?;
     let state = std::sync::Arc::new(state);
     let (stop, stopped) = watch::channel(false);
     let mut senders = Vec::with_capacity(threads);
@@ -71,7 +101,7 @@ pub fn start(
     for i in 0..threads.max(1) {
         let (tx, connections) = mpsc::unbounded_channel();
         senders.push(tx);
-        let (state, mut stopped, ready) = (state.clone(), stopped.clone(), ready_tx.clone());
+        let (state, stopped, ready) = (state.clone(), stopped.clone(), ready_tx.clone());
         let handle = std::thread::Builder::new()
             .name(format!("serve-{i}"))
             .spawn(move || {
@@ -95,16 +125,7 @@ pub fn start(
                     };
                     ready.send(Ok(())).ok();
                     drop(ready);
-                    let listener = Handed { connections, local };
-                    let shutdown = async move {
-                        stopped.wait_for(|stop| *stop).await.ok();
-                    };
-                    if let Err(e) = axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                    {
-                        tracing::error!(error = %e, "serving thread stopped");
-                    }
+                    serve_connections(connections, app, stopped, limits).await;
                 });
             })?;
         handles.push(handle);

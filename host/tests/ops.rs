@@ -803,3 +803,65 @@ async fn requests_carry_an_id_in_json_logs() {
     assert_eq!(served["span"]["session"], id.as_str(), "{served}");
     assert_eq!(served["span"]["route"], ROUTE, "{served}");
 }
+
+/// Opens a raw connection to the host and sends `bytes`, leaving it open.
+async fn slow_client(host: &Host, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let addr = host.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
+/// What the host sends on `stream` before it closes it, waiting at most `within`.
+async fn answer_before_close(stream: &mut tokio::net::TcpStream, within: Duration) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut answer = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut answer))
+        .await
+        .expect("the host closes the connection")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Clients that send their request slowly are cut off (headers) or answered 408 (body),
+/// and a connection that never finishes cannot hold a shutdown past its grace.
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_cannot_hold_a_shutdown() {
+    let stripe = Stripe::start().await;
+    let dir = policy_dir(&["cart-threshold"]);
+    let config = "header_read_timeout_ms = 500\nbody_read_timeout_ms = 500\n";
+    let host = Host::start(&stripe.url(), dir.path(), config);
+    let request = format!("POST {ROUTE} HTTP/1.1\r\nHost: shop\r\n");
+    let mut headers_only = slow_client(&host, request.as_bytes()).await;
+    let body = format!("{request}Content-Length: 100\r\n\r\n{{\"checkout");
+    let mut partial_body = slow_client(&host, body.as_bytes()).await;
+    let answer = answer_before_close(&mut partial_body, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("The request did not arrive in time."), "{answer}");
+    let answer = answer_before_close(&mut headers_only, Duration::from_secs(5)).await;
+    assert!(!answer.contains(" 200 "), "{answer}");
+    // The host still serves.
+    let id = stripe.session("usd", &[(6_000, 2)], None).await;
+    assert_eq!(host.post(ROUTE, json!({"checkout_session_id": id})).await.status, 200);
+
+    // With no read timeouts to speak of, a stuck client meets the shutdown grace.
+    let config = "header_read_timeout_ms = 600000\nbody_read_timeout_ms = 600000\n\
+                  shutdown_grace_ms = 1000\n";
+    let mut host = Host::start(&stripe.url(), dir.path(), config);
+    let _stuck = slow_client(&host, body.as_bytes()).await;
+    let _idle = slow_client(&host, request.as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &host.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = host
+        .wait_exit(Duration::from_secs(10))
+        .expect("the host exits once the grace is over");
+    assert!(exit.success(), "{exit:?}");
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    host.wait_for_log("shutdown grace over").await;
+}
