@@ -111,13 +111,47 @@ impl ConfigValue {
     }
 }
 
+/// Paths the host serves itself (and everything under `/admin/`): never a policy's.
+pub const HOST_ROUTES: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/livez",
+    "/metrics",
+    "/dashboard",
+    "/admin",
+];
+
+/// Refuses a route no storefront request could reach: not starting with '/', one of the
+/// host's own paths, or with characters a request path carries only percent-encoded.
+fn check_route(route: &str) -> Result<(), String> {
+    if !route.starts_with('/') {
+        return Err(format!("route {route:?} must start with '/'"));
+    }
+    let own = HOST_ROUTES.iter().any(|own| {
+        route
+            .strip_prefix(own)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if own {
+        return Err(format!("route {route:?} is the host's own"));
+    }
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/-._~!$&'()*+,;=:@%".contains(c);
+    if let Some(bad) = route.chars().find(|c| !plain(*c)) {
+        return Err(format!(
+            "route {route:?} has {bad:?}, which a request path carries only percent-encoded; \
+             write the route as requests send it"
+        ));
+    }
+    Ok(())
+}
+
 impl PolicySettings {
     /// Parses a settings file.
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
     }
 
-    /// Refuses settings the host cannot serve: no route, a route not starting with '/',
+    /// Refuses settings the host cannot serve: no route, a route no request could reach,
     /// or a zero limit.
     pub fn check(&self) -> Result<(), String> {
         // An empty or truncated settings file must not retire the routes silently.
@@ -127,8 +161,8 @@ impl PolicySettings {
                     .into(),
             );
         }
-        if let Some(bad) = self.routes.iter().find(|r| !r.starts_with('/')) {
-            return Err(format!("route {bad:?} must start with '/'"));
+        for route in &self.routes {
+            check_route(route)?;
         }
         crate::Limits::default()
             .with_overrides(&self.limits)
@@ -206,6 +240,25 @@ mod tests {
         assert!(check("routes = [\"x\"]")
             .unwrap_err()
             .contains("must start with '/'"));
+        for own in [
+            "/metrics",
+            "/admin/reload",
+            "/admin",
+            "/dashboard",
+            "/healthz",
+        ] {
+            let err = check(&format!("routes = [\"/ok\", \"{own}\"]")).unwrap_err();
+            assert!(err.contains("is the host's own"), "{own}: {err}");
+        }
+        assert_eq!(check("routes = [\"/administer\", \"/metrics-x\"]"), Ok(()));
+        for unreachable in ["/a b", "/réduction", "/x?y=1", "/x#y"] {
+            let err = check(&format!("routes = [\"{unreachable}\"]")).unwrap_err();
+            assert!(err.contains("percent-encoded"), "{unreachable}: {err}");
+        }
+        assert_eq!(
+            check("routes = [\"/r%C3%A9duction\", \"/v1/apply:now\"]"),
+            Ok(())
+        );
         let zero = check("routes = [\"/x\"]\n[limits]\ntimeout_ms = 0").unwrap_err();
         assert_eq!(
             zero,

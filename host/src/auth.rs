@@ -21,9 +21,11 @@ impl std::fmt::Debug for AdminToken {
 }
 
 impl AdminToken {
-    /// A token; an empty or missing one turns the admin API off.
+    /// A token, without the whitespace around it (`kubectl create secret --from-file`
+    /// keeps a file's last newline); an empty or missing one turns the admin API off.
     pub fn new(token: Option<String>) -> Self {
-        AdminToken(token.filter(|t| !t.trim().is_empty()).map(Arc::from))
+        let token = token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        AdminToken(token.map(Arc::from))
     }
 
     /// Whether the admin API is on.
@@ -118,6 +120,9 @@ mod tests {
         h.insert(header::AUTHORIZATION, "Basic s3cret".parse().unwrap());
         assert!(!t.accepts(&h));
         assert!(!AdminToken::new(Some(" ".into())).enabled());
+        let from_file = AdminToken::new(Some("s3cret\n".into()));
+        h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(from_file.accepts(&h));
         assert!(!AdminToken::new(None).accepts(&h));
         assert!(format!("{t:?}").contains("set") && !format!("{t:?}").contains("s3cret"));
     }

@@ -1,4 +1,4 @@
-//! Demo data for the embedded emulator: customers and open sessions that the
+//! Demo data for the embedded emulator: customers, open sessions and a coupon that the
 //! example policies act on, created through the Stripe API like a merchant would.
 
 use serde_json::json;
@@ -13,8 +13,13 @@ pub struct DemoSession {
     pub note: &'static str,
 }
 
-/// Creates demo customers and sessions.
+/// The existing coupon the promo-code example applies for `VIP`.
+pub const VIP_COUPON: &str = "vip-coupon";
+
+/// Creates demo customers, sessions, and the coupon the promo-code example names.
 pub async fn seed(stripe: &StripeClient) -> anyhow::Result<Vec<DemoSession>> {
+    let vip = json!({"id": VIP_COUPON, "name": "VIP", "percent_off": 25, "duration": "once"});
+    stripe.create_coupon(&vip, None, None).await?;
     let gold = stripe
         .create_customer(
             &json!({"email": "ada@example.com", "name": "Ada Lovelace", "metadata": {"tier": "gold"}}),

@@ -188,6 +188,11 @@ async fn load_session(
                     StatusCode::NOT_FOUND,
                     "Stripe knows no such checkout session",
                 )),
+                // Refused before anything was sent: the id is malformed.
+                Err(stripe_checkout::StripeError::InvalidRequest(why)) => Err(bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("checkout_session_id: {why}"),
+                )),
                 Err(e) => {
                     let message = format!("retrieving the session: {e}");
                     let (status, _) = FlowError::from(e).status_and_message();

@@ -199,20 +199,21 @@ async fn serve() -> anyhow::Result<()> {
         )?)))
     })?;
     println!("discount-host ready: listen=http://{addr} stripe={api_base}");
-    for route in registry.snapshot().routes.keys() {
+    let routes: std::collections::BTreeSet<String> =
+        registry.snapshot().routes.keys().cloned().collect();
+    for route in &routes {
         println!("  route POST http://{addr}{route}");
     }
     for session in &demo {
         println!("  demo session {} ({})", session.id, session.note);
     }
     if let Some(session) = demo.first() {
-        let route = registry
-            .snapshot()
-            .routes
-            .keys()
-            .min()
-            .cloned()
-            .unwrap_or_else(|| "/apply-cart-discount".into());
+        // The README's example route when it is served.
+        let readme = "/apply-cart-discount";
+        let route = match routes.first() {
+            Some(first) if !routes.contains(readme) => first.as_str(),
+            _ => readme,
+        };
         println!("\nTry it:\n  curl -s -X POST http://{addr}{route} -H 'Content-Type: application/json' -d '{{\"checkout_session_id\":\"{}\"}}'\n", session.id);
     }
     use std::io::Write;

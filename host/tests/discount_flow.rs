@@ -211,6 +211,21 @@ async fn bad_requests_get_clear_4xx_and_change_nothing() {
             .contains("discount_requests_total{outcome=\"route_not_found\",route=\"unmatched\"} 4"),
         "{metrics}"
     );
+    // The paths settings may not claim are the host's own indeed.
+    for own in policy_engine::settings::HOST_ROUTES {
+        let path = if *own == "/admin" {
+            "/admin/policies"
+        } else {
+            own
+        };
+        let answer = host
+            .http
+            .get(format!("{}{path}", host.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+    }
     let get = reqwest::get(format!("{}{route}", host.url)).await.unwrap();
     assert_eq!(get.status(), 405);
     assert_eq!(get.headers()["allow"], "POST");

@@ -622,6 +622,18 @@ async fn dry_run_evaluates_without_updating_stripe() {
     assert_eq!(status, 404, "{e}");
     let (status, _) = dry_run(json!({"checkout_session_id": id})).await;
     assert_eq!(status, 400, "two policies loaded: one must be named");
+    for malformed in ["", "../customers", "cs_x?expand[]=customer"] {
+        let body = json!({"policy": "cart-threshold", "checkout_session_id": malformed});
+        let (status, e) = dry_run(body).await;
+        assert_eq!(status, 400, "{malformed:?}: {e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("checkout_session_id: "),
+            "{e}"
+        );
+    }
 
     // Nothing was written: no POST reached the session, its discount is untouched,
     // and no audit record was made.
@@ -838,12 +850,20 @@ async fn slow_clients_are_cut_off_and_cannot_hold_a_shutdown() {
     let mut partial_body = slow_client(&host, body.as_bytes()).await;
     let answer = answer_before_close(&mut partial_body, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("The request did not arrive in time."), "{answer}");
+    assert!(
+        answer.contains("The request did not arrive in time."),
+        "{answer}"
+    );
     let answer = answer_before_close(&mut headers_only, Duration::from_secs(5)).await;
     assert!(!answer.contains(" 200 "), "{answer}");
     // The host still serves.
     let id = stripe.session("usd", &[(6_000, 2)], None).await;
-    assert_eq!(host.post(ROUTE, json!({"checkout_session_id": id})).await.status, 200);
+    assert_eq!(
+        host.post(ROUTE, json!({"checkout_session_id": id}))
+            .await
+            .status,
+        200
+    );
 
     // With no read timeouts to speak of, a stuck client meets the shutdown grace.
     let config = "header_read_timeout_ms = 600000\nbody_read_timeout_ms = 600000\n\
@@ -862,6 +882,70 @@ async fn slow_clients_are_cut_off_and_cannot_hold_a_shutdown() {
         .wait_exit(Duration::from_secs(10))
         .expect("the host exits once the grace is over");
     assert!(exit.success(), "{exit:?}");
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
     host.wait_for_log("shutdown grace over").await;
+}
+
+/// The main job as `scripts/demo.sh` runs it: no Stripe key, so the embedded emulator
+/// with demo data. The printed "Try it" command works, routes print in order, and every
+/// promo code of the example (including the existing coupon `VIP` names) applies.
+#[tokio::test]
+async fn the_demo_runs_on_the_embedded_emulator() {
+    let dir = policy_dir(&["cart-threshold", "c-cart-threshold", "promo-code"]);
+    let config = "[emulator]\nlisten = \"127.0.0.1:0\"\n";
+    let env = [("STRIPE_SECRET_KEY", ""), ("STRIPE_API_BASE", "")];
+    let host = Host::start_env("", dir.path(), config, &env);
+    let mut printed = host.stdout();
+    for _ in 0..100 {
+        if printed.contains("Try it:") && printed.contains("-d '") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        printed = host.stdout();
+    }
+    assert!(printed.contains("stripe=http://127.0.0.1:"), "{printed}");
+    let routes: Vec<&str> = printed
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("route POST "))
+        .collect();
+    let mut sorted = routes.clone();
+    sorted.sort();
+    assert_eq!(routes, sorted, "{printed}");
+    assert_eq!(routes.len(), 3, "{printed}");
+    // The README's route is the one to try, with the first demo session.
+    let try_it = printed
+        .lines()
+        .find(|l| l.contains("curl -s -X POST"))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(
+        try_it.contains(&format!("{}/apply-cart-discount ", host.url)),
+        "{try_it}"
+    );
+    let session = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("demo session "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{printed}"))
+        .to_string();
+    assert!(try_it.contains(&session), "{try_it}");
+    let tried = host
+        .post(
+            "/apply-cart-discount",
+            json!({"checkout_session_id": session}),
+        )
+        .await;
+    assert_eq!(tried.status, 200, "{:?}", tried.body);
+    for (code, discount) in [("SPRING15", 1_800), ("TENOFF", 1_000), ("VIP", 3_000)] {
+        let body = json!({"checkout_session_id": session, "promo_code": code});
+        let answer = host.post("/apply-promo-code", body).await;
+        assert_eq!(answer.status, 200, "{code}: {:?}", answer.body);
+        assert_eq!(
+            answer.body["value"]["session"]["amount_discount"], discount,
+            "{code}"
+        );
+    }
 }

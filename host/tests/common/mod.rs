@@ -239,6 +239,8 @@ pub struct Host {
     pub http: reqwest::Client,
     /// Everything the host has written to stderr (its logs), also echoed to ours.
     logs: Arc<Mutex<String>>,
+    /// Everything the host has written to stdout (its ready line and what follows).
+    stdout: Arc<Mutex<String>>,
 }
 
 impl Drop for Host {
@@ -294,10 +296,12 @@ impl Host {
         }
         let mut child = command.spawn().expect("starting discount-host");
         let logs = capture_stderr(&mut child);
-        let url = read_ready_line(&mut child);
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let url = read_ready_line(&mut child, stdout.clone());
         Host {
             child,
             url,
+            stdout,
             http: admin_client(),
             logs,
         }
@@ -323,6 +327,11 @@ impl Host {
     /// The host's log output so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Everything the host has printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 
     /// Waits (up to 10 s) until the host's logs contain `needle`; returns the logs.
@@ -421,13 +430,17 @@ fn capture_stderr(child: &mut Child) -> Arc<Mutex<String>> {
 }
 
 /// Reads the host's stdout until its ready line; returns the listen URL.
-fn read_ready_line(child: &mut Child) -> String {
+fn read_ready_line(child: &mut Child, printed: Arc<Mutex<String>>) -> String {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         let mut sent = false;
         while let Some(Ok(line)) = lines.next() {
+            if let Ok(mut printed) = printed.lock() {
+                printed.push_str(&line);
+                printed.push('\n');
+            }
             if !sent {
                 if let Some(rest) = line.strip_prefix("discount-host ready: listen=") {
                     let url = rest
