@@ -166,6 +166,14 @@ fn deep_recursion_panic_and_unreachable_trap() {
         let err = run(&hostile(&e, mode, "")).result.unwrap_err();
         assert!(matches!(err, EvalError::Trap(_)), "{mode}: {err:?}");
     }
+    // The SDK logs a panic's message and where it happened before the trap.
+    let evaluation = run(&hostile(&e, "panic", ""));
+    let logged = evaluation.logs.last().expect("the panic is logged");
+    assert_eq!(logged.level, "error");
+    assert_eq!(logged.message, "the policy panicked: a policy bug");
+    let location = &logged.fields[0];
+    assert_eq!(location.0, "location");
+    assert!(location.1.contains("hostile/src/lib.rs:"), "{location:?}");
 }
 
 #[test]

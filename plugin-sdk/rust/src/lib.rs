@@ -79,6 +79,8 @@ pub trait Policy {
 /// Every [`Policy`] is a wit-bindgen `Guest`, so `export_policy!` can export it.
 impl<P: Policy> bindings::Guest for P {
     fn evaluate(session: CheckoutSession, request: PolicyRequest) -> Decision {
+        #[cfg(target_arch = "wasm32")]
+        log_panics();
         let ctx = Context::from_environment();
         let decision = P::evaluate(&ctx, &session, &request);
         // The instance ends with this evaluation: with the single-use allocator,
@@ -91,6 +93,21 @@ impl<P: Policy> bindings::Guest for P {
         }
         decision
     }
+}
+
+/// Logs a panic's message and location at `error` before the instance traps: the trap
+/// alone only says `unreachable`.
+#[cfg(target_arch = "wasm32")]
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.payload_as_str().unwrap_or("(no message)");
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        bindings::stripe_discount::policy::host::log(
+            LogLevel::Error,
+            &format!("the policy panicked: {message}"),
+            &[("location".to_string(), location)],
+        );
+    }));
 }
 
 /// Exports a [`Policy`] type as the component's `evaluate` function.
