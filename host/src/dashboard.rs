@@ -3,8 +3,9 @@
 //! asks for the admin token and sends it as a bearer token on every fetch.
 
 use crate::app::AppState;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -50,7 +51,18 @@ pub struct DecisionsQuery {
 }
 
 /// `GET /admin/decisions`: the recent audit records, oldest first.
-async fn decisions(State(state): State<AppState>, Query(q): Query<DecisionsQuery>) -> Response {
+async fn decisions(
+    State(state): State<AppState>,
+    query: Result<Query<DecisionsQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(rejection) => {
+            let message = format!("invalid query: {}", rejection.body_text());
+            let body = Json(serde_json::json!({"type": "error", "message": message}));
+            return (StatusCode::BAD_REQUEST, body).into_response();
+        }
+    };
     let mut recent = state.audit.recent();
     if let Some(limit) = q.limit {
         let skip = recent.len().saturating_sub(limit);

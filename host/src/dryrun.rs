@@ -130,7 +130,14 @@ fn bad(status: StatusCode, message: impl Into<String>) -> DryRunError {
 }
 
 /// The handler.
-pub async fn dry_run(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+pub async fn dry_run(
+    State(state): State<AppState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad(rejection.status(), rejection.body_text()).into_response(),
+    };
     let request: DryRunRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

@@ -622,6 +622,55 @@ async fn dry_run_evaluates_without_updating_stripe() {
     assert_eq!(status, 404, "{e}");
     let (status, _) = dry_run(json!({"checkout_session_id": id})).await;
     assert_eq!(status, 400, "two policies loaded: one must be named");
+    // Every admin error is JSON, extractor failures too.
+    let http = host.http.clone();
+    let r = http
+        .get(format!("{}/admin/decisions?limit=abc", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid query: "),
+        "{e}"
+    );
+    let too_large = format!(
+        "POST /admin/dry-run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 5242880\r\n\r\n"
+    );
+    let stream = slow_client(&host, too_large.as_bytes()).await;
+    let (mut reader, mut writer) = stream.into_split();
+    // The body goes on in the background; the host stops reading it at its limit.
+    let writing = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt as _;
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..80 {
+            if writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains(r#""}"#) {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok();
+    writing.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""type":"error""#), "{answer}");
     for malformed in ["", "../customers", "cs_x?expand[]=customer"] {
         let body = json!({"policy": "cart-threshold", "checkout_session_id": malformed});
         let (status, e) = dry_run(body).await;

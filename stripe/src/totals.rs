@@ -190,7 +190,7 @@ impl SessionTotals {
                 amount_subtotal: sub,
                 amount_discount: disc,
                 amount_tax: 0,
-                amount_total: sub - disc,
+                amount_total: sub.saturating_sub(disc),
             })
             .collect();
         SessionTotals {
@@ -198,7 +198,9 @@ impl SessionTotals {
             amount_discount,
             amount_shipping,
             amount_tax: 0,
-            amount_total: amount_subtotal - amount_discount + amount_shipping,
+            amount_total: amount_subtotal
+                .saturating_sub(amount_discount)
+                .saturating_add(amount_shipping),
             lines,
         }
     }
@@ -267,6 +269,15 @@ mod tests {
         assert_eq!(percent_discount(100, f64::NAN), 0);
         assert_eq!(percent_discount(100, -3.0), 0);
         assert_eq!(percent_discount(100, 150.0), 100);
+    }
+
+    #[test]
+    fn extreme_amounts_saturate_instead_of_wrapping() {
+        let t = SessionTotals::compute(&[i64::MAX, 5], Some(&amt(1)), i64::MAX);
+        assert_eq!(t.amount_subtotal, i64::MAX);
+        assert_eq!(t.amount_total, i64::MAX);
+        let t = SessionTotals::compute(&[-10], None::<&Terms>, i64::MIN);
+        assert_eq!(t.amount_total, i64::MIN);
     }
 
     #[test]
