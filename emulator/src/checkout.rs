@@ -72,6 +72,13 @@ fn session<'a>(store: &'a Store, id: &str) -> ApiResult<&'a Session> {
 }
 
 /// `POST /v1/checkout/sessions`.
+/// The values `locale` takes (`checkout.session.locale` in the API reference).
+const LOCALES: &[&str] = &[
+    "auto", "bg", "cs", "da", "de", "el", "en", "en-GB", "es", "es-419", "et", "fi", "fil", "fr",
+    "fr-CA", "hr", "hu", "id", "it", "ja", "ko", "lt", "lv", "ms", "mt", "nb", "nl", "pl", "pt",
+    "pt-BR", "ro", "ru", "sk", "sl", "sv", "th", "tr", "vi", "zh", "zh-HK", "zh-TW",
+];
+
 pub fn create(store: &mut Store, ctx: &Ctx, p: &Params) -> ApiResult<Value> {
     p.only(&[
         "mode",
@@ -179,6 +186,8 @@ pub fn create(store: &mut Store, ctx: &Ctx, p: &Params) -> ApiResult<Value> {
 
     // Permissions.
     let mut update_discounts = None;
+    // What the session shows: `update_shipping_details` always, the others when set.
+    let mut permissions = json!({"update_shipping_details": null});
     if let Some(perm) = p.hash("permissions")? {
         if hosted {
             return Err(ApiError::param(
@@ -194,12 +203,17 @@ pub fn create(store: &mut Store, ctx: &Ctx, p: &Params) -> ApiResult<Value> {
         ])?;
         let choices = &["client_only", "server_only"];
         update_discounts = perm.enumeration("update_discounts", choices)?;
-        perm.enumeration("update_line_items", choices)?;
-        perm.enumeration("update_shipping_details", choices)?;
+        if let Some(v) = perm.enumeration("update_line_items", choices)? {
+            permissions["update_line_items"] = json!(v);
+        }
+        permissions["update_shipping_details"] =
+            json!(perm.enumeration("update_shipping_details", choices)?);
         if let Some(u) = perm.hash("update")? {
             u.only(&["line_items", "shipping_details"])?;
-            u.enumeration("line_items", choices)?;
-            u.enumeration("shipping_details", choices)?;
+            let line_items = u.enumeration("line_items", choices)?;
+            let shipping_details = u.enumeration("shipping_details", choices)?;
+            permissions["update"] =
+                json!({"line_items": line_items, "shipping_details": shipping_details});
         }
     }
 
@@ -222,7 +236,7 @@ pub fn create(store: &mut Store, ctx: &Ctx, p: &Params) -> ApiResult<Value> {
         None => ctx.now + DEFAULT_LIFETIME,
     };
 
-    let locale = p.str_max("locale", 10)?;
+    let locale = p.enumeration("locale", LOCALES)?;
     let allow_promotion_codes = p.bool("allow_promotion_codes")?;
     let submit_type = p.enumeration(
         "submit_type",
@@ -596,6 +610,7 @@ pub fn create(store: &mut Store, ctx: &Ctx, p: &Params) -> ApiResult<Value> {
             })
             .collect(),
         update_discounts,
+        permissions,
         customer_details: None,
         shipping_details: None,
         payment_intent: None,
@@ -1235,7 +1250,7 @@ pub fn render(store: &Store, ctx: &Ctx, s: &Session, e: &Expand) -> ApiResult<Va
         "payment_method_options": {},
         "payment_method_types": s.payment_method_types,
         "payment_status": s.payment_status,
-        "permissions": if hosted { Value::Null } else { json!({"update_shipping_details": null}) },
+        "permissions": if hosted { Value::Null } else { s.permissions.clone() },
         "phone_number_collection": {"enabled": false},
         "recovered_from": null,
         "saved_payment_method_options": null,

@@ -251,6 +251,8 @@ pub struct Session {
     pub shipping_options: Vec<ShippingOption>,
     /// `permissions[update_discounts]` at creation (not echoed on the object).
     pub update_discounts: Option<String>,
+    /// `permissions` as created, as the session shows it (`update_discounts` is not shown).
+    pub permissions: serde_json::Value,
     /// What the customer entered (set through the control API).
     pub customer_details: Option<Value>,
     /// Collected shipping details (set through the control API).

@@ -47,7 +47,24 @@ async fn create_shape_and_defaults() {
         "line_items only when expanded"
     );
     // permissions.update_discounts is not echoed.
-    assert!(s["permissions"].get("update_discounts").is_none());
+    assert_eq!(s["permissions"], json!({"update_shipping_details": null}));
+    // The other permissions are, as created; a locale too.
+    let s = api
+        .session(
+            &[(2000, 1)],
+            "locale=fr-CA&permissions[update_shipping_details]=server_only\
+             &permissions[update_line_items]=client_only&permissions[update][line_items]=server_only",
+        )
+        .await;
+    assert_eq!(s["locale"], "fr-CA");
+    assert_eq!(
+        s["permissions"],
+        json!({
+            "update_shipping_details": "server_only",
+            "update_line_items": "client_only",
+            "update": {"line_items": "server_only", "shipping_details": null}
+        })
+    );
 
     let hosted = api
         .post(
@@ -88,6 +105,7 @@ async fn create_validation_like_stripe() {
         (format!("mode=subscription&{base}&{}", li(0, "usd", "100", "1")), "line_items"),
         (format!("mode=payment&{base}&line_items[0][price_data][recurring][interval]=month&{}", li(0, "usd", "100", "1")), "line_items[0][price]"),
         (format!("mode=payment&{base}&expires_at=1&{}", li(0, "usd", "100", "1")), "expires_at"),
+        (format!("mode=payment&{base}&locale=klingon&{}", li(0, "usd", "100", "1")), "locale"),
     ];
     for (form, param) in cases {
         let r = api.post("/v1/checkout/sessions", &form).await;
