@@ -609,20 +609,7 @@ impl Registry {
                     "{conflict}; this version serves once no other policy serves its routes"
                 );
                 tracing::error!(policy = %load.name, version = %short(&load.fingerprint.0), %error, ?trigger, "policy version waits for its routes; the last good version keeps serving");
-                let failed = Failed {
-                    fingerprint: load.fingerprint.clone(),
-                    retry_on_request: false,
-                };
-                loads.failed.insert(load.name.clone(), failed);
-                self.record_failed(
-                    &load.name,
-                    trigger,
-                    &load.fingerprint.0,
-                    load.settings_digest.as_deref(),
-                    &error,
-                );
-                crate::metrics::record_load_failure(&load.name);
-                load.end(&mut state, LoadOutcome::Failed(error));
+                self.fail(&mut loads, load, &mut state, trigger, error, false);
             }
             Err(LoadFailed {
                 error,
@@ -640,22 +627,36 @@ impl Registry {
                     .get(&load.name)
                     .map(|p| p.version.clone());
                 tracing::error!(policy = %load.name, version = %short(&load.fingerprint.0), %error, ?trigger, serving = ?serving.as_deref().map(short), "policy failed to load; the last good version keeps serving");
-                let failed = Failed {
-                    fingerprint: load.fingerprint.clone(),
-                    retry_on_request,
-                };
-                loads.failed.insert(load.name.clone(), failed);
-                self.record_failed(
-                    &load.name,
-                    trigger,
-                    &load.fingerprint.0,
-                    load.settings_digest.as_deref(),
-                    &error,
-                );
-                crate::metrics::record_load_failure(&load.name);
-                load.end(&mut state, LoadOutcome::Failed(error));
+                self.fail(&mut loads, load, &mut state, trigger, error, retry_on_request);
             }
         }
+    }
+
+    /// Ends `load` as failed: remembered (not tried again until its files change, or on
+    /// request when `retry_on_request`), reported and counted.
+    fn fail(
+        &self,
+        loads: &mut Loads,
+        load: &Load,
+        state: &mut LoadState,
+        trigger: Trigger,
+        error: String,
+        retry_on_request: bool,
+    ) {
+        let failed = Failed {
+            fingerprint: load.fingerprint.clone(),
+            retry_on_request,
+        };
+        loads.failed.insert(load.name.clone(), failed);
+        self.record_failed(
+            &load.name,
+            trigger,
+            &load.fingerprint.0,
+            load.settings_digest.as_deref(),
+            &error,
+        );
+        crate::metrics::record_load_failure(&load.name);
+        load.end(state, LoadOutcome::Failed(error));
     }
 
     /// Ends a running load that newer files or a removal overtook (call under the loads lock).
