@@ -94,10 +94,11 @@ stamp_of() {
     } | sha256sum | cut -d' ' -f1
 }
 
-# Moves a freshly built component into place unless its bytes did not change.
+# Checks a freshly built component as the host loads it (with its settings), then moves
+# it into place unless its bytes did not change.
 install_output() {
-    local built="$1" name="$2"
-    "$runner" inspect "$built" >&2
+    local built="$1" name="$2" settings="$3"
+    "$runner" inspect "$built" --settings "$settings" >&2
     if ! cmp -s "$built" "$out_dir/$name.wasm"; then
         mv "$built" "$out_dir/$name.wasm"
     else
@@ -160,7 +161,7 @@ for name in "${names[@]}"; do
     log "$name: building ($tool)"
     started=$SECONDS
     "build_$lang" "$dir" "$name" "$tmp"
-    install_output "$tmp/$name.wasm" "$name"
+    install_output "$tmp/$name.wasm" "$name" "$dir/policy.toml"
     echo "$stamp" >"$stamps/$name"
     log "$name: built in $((SECONDS - started)) s"
 done

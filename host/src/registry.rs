@@ -627,7 +627,14 @@ impl Registry {
                     .get(&load.name)
                     .map(|p| p.version.clone());
                 tracing::error!(policy = %load.name, version = %short(&load.fingerprint.0), %error, ?trigger, serving = ?serving.as_deref().map(short), "policy failed to load; the last good version keeps serving");
-                self.fail(&mut loads, load, &mut state, trigger, error, retry_on_request);
+                self.fail(
+                    &mut loads,
+                    load,
+                    &mut state,
+                    trigger,
+                    error,
+                    retry_on_request,
+                );
             }
         }
     }

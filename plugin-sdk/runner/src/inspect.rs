@@ -38,6 +38,7 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("{path} is not a discount policy"))?;
     }
     let (settings_path, settings) = read_settings(&args.component, args.settings.as_deref())?;
+    let found = settings.is_some();
     let settings = match settings {
         Some(settings) => {
             settings
@@ -66,7 +67,13 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let from_cache = engine
         .compile(&name, &bytes, settings)
-        .with_context(|| format!("the host would refuse {path}"))?;
+        .with_context(|| match found {
+            true => format!("the host would refuse {path}"),
+            false => format!(
+                "the host would refuse {path} under its default limits (no settings file; \
+                 pass --settings if its [limits] raise them)"
+            ),
+        })?;
     println!(
         "  the host accepts it: compiled and instantiated in {} ms{}",
         started.elapsed().as_millis(),
