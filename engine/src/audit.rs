@@ -25,6 +25,9 @@ pub struct AuditRecord {
     pub policy: Option<String>,
     /// Policy version: content hash of its component.
     pub version: Option<String>,
+    /// Content hash of the settings it ran with (a settings-only promotion changes it).
+    #[serde(default)]
+    pub settings_digest: Option<String>,
     /// [`input_digest`] of what the policy was given.
     pub input_digest: Option<String>,
     /// The storefront's input (the body without `checkout_session_id`), for replay.
@@ -332,6 +335,7 @@ mod tests {
             livemode: Some(false),
             policy: Some("p".into()),
             version: Some("v".into()),
+            settings_digest: Some("s".into()),
             input_digest: Some("d".into()),
             input: None,
             customer: None,

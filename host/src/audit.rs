@@ -176,6 +176,7 @@ impl Draft {
                 livemode: None,
                 policy: None,
                 version: None,
+                settings_digest: None,
                 input_digest: None,
                 input: None,
                 customer: None,

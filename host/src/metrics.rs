@@ -129,8 +129,8 @@ impl Metrics {
             loaded_policies: IntGauge::new("discount_policies_loaded", "Loaded policies.")
                 .expect("valid metric"),
             policy_info: IntGaugeVec::new(
-                Opts::new("discount_policy_info", "1 per loaded policy version."),
-                &["policy", "version"],
+                Opts::new("discount_policy_info", "1 per loaded policy version and settings."),
+                &["policy", "version", "settings"],
             )
             .expect("valid metric"),
             audit_dropped: counter(
@@ -190,10 +190,19 @@ impl Metrics {
         self.policy_info.reset();
         for p in snapshot.policies.values() {
             self.policy_info
-                .with_label_values(&[p.name.as_str(), &p.version[..p.version.len().min(12)]])
+                .with_label_values(&[
+                    p.name.as_str(),
+                    short(&p.version),
+                    short(&p.settings_digest),
+                ])
                 .set(1);
         }
     }
+}
+
+/// The first 12 hex characters of a content hash, as labels and logs show it.
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
 }
 
 /// The process-wide metrics.

@@ -50,6 +50,7 @@ async fn steps(
     tracing::Span::current().record("session", request.checkout_session_id.as_str());
     draft.record.policy = Some(policy.name.clone());
     draft.record.version = Some(policy.version.clone());
+    draft.record.settings_digest = Some(policy.settings_digest.clone());
     let deadline = Instant::now() + state.config.request_deadline();
     let nonce = stripe_checkout::client::random_idempotency_key();
     // Per-session serialization; waiting for it counts against the same deadline.

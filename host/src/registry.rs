@@ -157,17 +157,21 @@ struct PolicyFiles {
 impl PolicyFiles {
     /// Same content: what decides whether a policy changed.
     fn same(&self, other: &PolicyFiles) -> bool {
-        self.version == other.version && self.settings_text == other.settings_text
+        self.fingerprint() == other.fingerprint()
     }
 
-    fn fingerprint(&self) -> (String, Option<String>) {
-        (self.version.clone(), self.settings_text.clone())
+    fn fingerprint(&self) -> Fingerprint {
+        (
+            self.version.clone(),
+            self.settings_text.clone(),
+            self.unreadable.clone(),
+        )
     }
 }
 
 type Found = BTreeMap<String, PolicyFiles>;
-/// A policy version's component hash and settings text.
-type Fingerprint = (String, Option<String>);
+/// A policy version's component hash, settings text, and why its files were unreadable.
+type Fingerprint = (String, Option<String>, Option<String>);
 type RouteTable = HashMap<String, Arc<Policy>>;
 
 /// Components at least this large (JavaScript, Python) compile one at a time: each
@@ -244,6 +248,8 @@ struct LoadState {
     confirmed: Option<Trigger>,
     /// How it ended.
     outcome: Option<LoadOutcome>,
+    /// Other policies' waiting versions that began serving when this one ended.
+    admitted: Vec<String>,
 }
 
 /// How a load ended.
@@ -314,7 +320,9 @@ impl Pass {
         let mut report = self.report;
         for load in &self.loads {
             let name = load.name.clone();
-            match load.wait() {
+            let outcome = load.wait();
+            report.loaded.extend(load.state().admitted.iter().cloned());
+            match outcome {
                 LoadOutcome::Loaded => report.loaded.push(name),
                 LoadOutcome::Failed(error) => report.failed.push(LoadFailure {
                     policy: name,
@@ -516,7 +524,7 @@ impl Registry {
             for name in &report.removed {
                 self.record_removed(name, trigger);
             }
-            self.admit_parked(&mut loads);
+            report.loaded.extend(self.admit_parked(&mut loads));
         }
         drop(loads);
         for load in &pass.loads {
@@ -600,7 +608,10 @@ impl Registry {
                     trigger,
                 };
                 loads.parked.insert(load.name.clone(), parked);
-                if self.admit_parked(&mut loads).contains(&load.name) {
+                let mut admitted = self.admit_parked(&mut loads);
+                let served = admitted.remove(&load.name);
+                state.admitted = admitted.into_iter().collect();
+                if served {
                     load.end(&mut state, LoadOutcome::Loaded);
                     return;
                 }
@@ -876,6 +887,12 @@ impl Registry {
             {
                 continue;
             }
+            if files.settings_text.is_none() && current.policies.contains_key(name) {
+                // The settings file of a serving policy is gone: a removal under way, or
+                // the first half of an editor's rename-save. Confirm it.
+                longer(self.settle);
+                continue;
+            }
             let age = files
                 .modified
                 .and_then(|m| now.duration_since(m).ok())
@@ -1062,9 +1079,10 @@ fn read_policy(component_path: &Path, settings_path: &Path) -> Option<PolicyFile
         .into_iter()
         .flatten()
         .max();
-    let unreadable = |error: String| PolicyFiles {
+    // The version stays the component's hash when only the settings are unreadable.
+    let unreadable = |version: String, error: String| PolicyFiles {
         component: Arc::default(),
-        version: format!("unreadable: {error}"),
+        version,
         settings_text: None,
         modified,
         unreadable: Some(error),
@@ -1072,21 +1090,22 @@ fn read_policy(component_path: &Path, settings_path: &Path) -> Option<PolicyFile
     let component = match read_regular(component_path) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return None,
-        Err(e) => return Some(unreadable(e)),
+        Err(e) => return Some(unreadable(String::new(), e)),
     };
+    let version = policy_engine::engine::content_hash(&component);
     let settings_text = match read_regular(settings_path) {
         Ok(None) => None,
         Ok(Some(bytes)) => match String::from_utf8(bytes) {
             Ok(text) => Some(text),
             Err(_) => {
                 let error = format!("{} is not UTF-8 text", settings_path.display());
-                return Some(unreadable(error));
+                return Some(unreadable(version, error));
             }
         },
-        Err(e) => return Some(unreadable(e)),
+        Err(e) => return Some(unreadable(version, e)),
     };
     Some(PolicyFiles {
-        version: policy_engine::engine::content_hash(&component),
+        version,
         component: Arc::new(component),
         settings_text,
         modified,

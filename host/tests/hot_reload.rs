@@ -559,6 +559,23 @@ async fn editor_rename_saves_swap_the_version_without_a_gap() {
     // The moment without promo.wasm was never taken for a removal.
     let outcomes: Vec<Value> = history(&s).iter().map(|e| e["outcome"].clone()).collect();
     assert_eq!(outcomes, vec!["loaded", "loaded", "loaded"], "{s:#}");
+
+    // The same with the settings file: the moment without promo.toml is no failure.
+    let b_settings_on_l = settings_b();
+    std::fs::rename(&toml, dir.path().join("promo.toml~")).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    std::fs::write(&toml, &b_settings_on_l).unwrap();
+    std::fs::remove_file(dir.path().join("promo.toml~")).unwrap();
+    let digest = policy_engine::PolicySettings::from_toml(&b_settings_on_l)
+        .unwrap()
+        .digest();
+    let s = wait_status(&host, "promo", "the new settings", |s| {
+        s["settings_digest"] == digest.as_str()
+    })
+    .await;
+    assert!(s["last_error"].is_null(), "{s:#}");
+    let outcomes: Vec<Value> = history(&s).iter().map(|e| e["outcome"].clone()).collect();
+    assert_eq!(outcomes, vec!["loaded"; 4], "{s:#}");
 }
 
 #[tokio::test]
@@ -1080,4 +1097,33 @@ async fn unreadable_files_fail_alone_and_never_block_a_reload() {
             .contains("not a regular file"),
         "{promo:#}"
     );
+}
+
+/// A reload pass reports the waiting versions its changes let serve.
+#[tokio::test]
+async fn a_reload_reports_the_waiting_versions_it_lets_serve() {
+    let dir = common::policy_dir(&["cart-threshold", "promo-code"]);
+    let stripe = Stripe::start().await;
+    let host = Host::start(&stripe.url(), dir.path(), MANUAL);
+    wait_status(&host, "promo-code", "loaded", |s| !s["version"].is_null()).await;
+    let path = |file: &str| dir.path().join(file);
+    let cart = std::fs::read_to_string(path("cart-threshold.toml")).unwrap();
+    let claiming = cart.replace(
+        r#"routes = ["/apply-cart-discount"]"#,
+        r#"routes = ["/apply-promo-code"]"#,
+    );
+    write_atomic(&path("cart-threshold.toml"), claiming.as_bytes());
+    let report = host.reload().await;
+    assert_eq!(
+        report["failed"][0]["policy"], "cart-threshold",
+        "{report:#}"
+    );
+    assert_eq!(report["loaded"], json!([]), "{report:#}");
+    for file in ["promo-code.wasm", "promo-code.toml"] {
+        std::fs::remove_file(path(file)).unwrap();
+    }
+    let report = host.reload().await;
+    assert_eq!(report["removed"], json!(["promo-code"]), "{report:#}");
+    assert_eq!(report["loaded"], json!(["cart-threshold"]), "{report:#}");
+    assert_eq!(report["serving"], json!(["cart-threshold"]), "{report:#}");
 }

@@ -149,6 +149,17 @@ async fn audit_records_apply_clear_reject_and_failures() {
     assert_eq!(r.livemode, Some(false));
     assert_eq!(r.policy.as_deref(), Some("cart-threshold"));
     assert_eq!(r.version.as_ref().map(String::len), Some(64));
+    let status = host.get_json("/admin/policies").await;
+    let cart = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cart-threshold");
+    assert_eq!(
+        r.settings_digest.as_deref(),
+        cart.and_then(|p| p["settings_digest"].as_str()),
+        "a settings-only promotion shows in the record"
+    );
     assert_eq!(r.input_digest.as_ref().map(String::len), Some(64));
     assert_eq!(r.input.as_ref().unwrap()["promo"], "SPRING");
     assert_eq!(r.decision.as_ref().unwrap().kind(), "apply");
@@ -272,11 +283,18 @@ async fn metrics_are_exposed_and_count() {
     );
     let before = scrape(&host).await;
     assert_eq!(sample(&before, "discount_policies_loaded", &[]), 2.0);
+    let status = host.get_json("/admin/policies").await;
+    let cart = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cart-threshold");
+    let settings = cart.and_then(|p| p["settings_digest"].as_str()).unwrap();
     assert_eq!(
         sample(
             &before,
             "discount_policy_info",
-            &[("policy", "cart-threshold")]
+            &[("policy", "cart-threshold"), ("settings", &settings[..12])]
         ),
         1.0
     );

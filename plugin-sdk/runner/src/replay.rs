@@ -134,6 +134,14 @@ pub fn run(args: Args) -> Result<()> {
             record.version.as_deref().map_or("(none)", short)
         ));
     }
+    let settings = &outcome.policy.settings_digest;
+    if let Some(logged) = record.settings_digest.as_deref().filter(|d| *d != settings) {
+        notes.push(format!(
+            "replaying settings {} but the log has settings {}",
+            short(settings),
+            short(logged)
+        ));
+    }
     let logged = record
         .decision
         .as_ref()

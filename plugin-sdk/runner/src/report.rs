@@ -41,6 +41,8 @@ pub struct PolicyInfo {
     pub name: String,
     /// Content hash of the component.
     pub version: String,
+    /// Content hash of the settings it ran with, overrides included.
+    pub settings_digest: String,
     /// The limits it ran under.
     pub limits: Limits,
 }
@@ -206,6 +208,7 @@ pub fn evaluate(policy: &Policy, scenario: &Scenario) -> Outcome {
         policy: PolicyInfo {
             name: policy.name.clone(),
             version: policy.version.clone(),
+            settings_digest: policy.settings_digest.clone(),
             limits: policy.limits.clone(),
         },
         session_id: scenario.session.id.clone(),

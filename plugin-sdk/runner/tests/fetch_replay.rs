@@ -141,6 +141,13 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
         version: Some(policy_engine::engine::content_hash(
             &std::fs::read(&wasm).unwrap(),
         )),
+        settings_digest: Some(
+            policy_engine::PolicySettings::from_toml(
+                &std::fs::read_to_string(wasm.with_extension("toml")).unwrap(),
+            )
+            .unwrap()
+            .digest(),
+        ),
         input_digest: Some(audit::input_digest(&host_view, &request)),
         input: Some(input),
         customer: None,
@@ -196,6 +203,19 @@ async fn fetch_saves_a_fixture_that_run_and_replay_accept() {
     assert!(stdout.contains("version   same"), "{stdout}");
     assert!(stdout.contains("input     same"), "{stdout}");
     assert!(stdout.contains("decision  SAME as logged"), "{stdout}");
+    assert!(!stdout.contains("replaying settings"), "{stdout}");
+    // Other settings than the logged ones (a settings-only promotion) are named.
+    let other_settings = [
+        "replay",
+        &s(&wasm),
+        "--record",
+        &record_path,
+        "--config",
+        "tier.gold=16",
+    ];
+    let out = runner_async(args(&other_settings)).await;
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("note: replaying settings "), "{stdout}");
     assert!(
         stdout.contains("now       2026-11-27T09:00:00Z"),
         "{stdout}"
