@@ -149,15 +149,9 @@ async fn audit_records_apply_clear_reject_and_failures() {
     assert_eq!(r.livemode, Some(false));
     assert_eq!(r.policy.as_deref(), Some("cart-threshold"));
     assert_eq!(r.version.as_ref().map(String::len), Some(64));
-    let status = host.get_json("/admin/policies").await;
-    let cart = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "cart-threshold");
     assert_eq!(
-        r.settings_digest.as_deref(),
-        cart.and_then(|p| p["settings_digest"].as_str()),
+        r.settings_digest,
+        Some(settings_digest_of(&host, "cart-threshold").await),
         "a settings-only promotion shows in the record"
     );
     assert_eq!(r.input_digest.as_ref().map(String::len), Some(64));
@@ -255,6 +249,20 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// The settings digest `GET /admin/policies` shows for `name`.
+async fn settings_digest_of(host: &Host, name: &str) -> String {
+    let status = host.get_json("/admin/policies").await;
+    let policy = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name);
+    let digest = policy.and_then(|p| p["settings_digest"].as_str());
+    digest
+        .unwrap_or_else(|| panic!("{name}: {status:#}"))
+        .to_string()
+}
+
 async fn scrape(host: &Host) -> String {
     let r = reqwest::get(format!("{}/metrics", host.url)).await.unwrap();
     assert_eq!(r.status(), 200, "metrics need no token");
@@ -283,13 +291,7 @@ async fn metrics_are_exposed_and_count() {
     );
     let before = scrape(&host).await;
     assert_eq!(sample(&before, "discount_policies_loaded", &[]), 2.0);
-    let status = host.get_json("/admin/policies").await;
-    let cart = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "cart-threshold");
-    let settings = cart.and_then(|p| p["settings_digest"].as_str()).unwrap();
+    let settings = settings_digest_of(&host, "cart-threshold").await;
     assert_eq!(
         sample(
             &before,
