@@ -71,7 +71,6 @@ fn session<'a>(store: &'a Store, id: &str) -> ApiResult<&'a Session> {
     store.sessions.get(id).ok_or_else(|| no_such(id))
 }
 
-/// `POST /v1/checkout/sessions`.
 /// The values `locale` takes (`checkout.session.locale` in the API reference).
 const LOCALES: &[&str] = &[
     "auto", "bg", "cs", "da", "de", "el", "en", "en-GB", "es", "es-419", "et", "fi", "fil", "fr",
@@ -79,6 +78,7 @@ const LOCALES: &[&str] = &[
     "pt-BR", "ro", "ru", "sk", "sl", "sv", "th", "tr", "vi", "zh", "zh-HK", "zh-TW",
 ];
 
+/// `POST /v1/checkout/sessions`.
 pub fn create(store: &mut Store, ctx: &Ctx, p: &Params) -> ApiResult<Value> {
     p.only(&[
         "mode",

@@ -17,6 +17,22 @@ pub const HOST_INTERFACE: &str = "stripe-discount:policy/host@0.1.0";
 /// The contract's types interface: plain types, no capability.
 pub const TYPES_INTERFACE: &str = "stripe-discount:policy/types@0.1.0";
 
+/// Whether a policy may import `import`: the contract's interfaces at this version.
+pub fn is_granted(import: &str) -> bool {
+    import == HOST_INTERFACE || import == TYPES_INTERFACE
+}
+
+/// Why `import` is refused when it is an interface of another version of the contract;
+/// `None` for any other import.
+pub fn other_contract_version(import: &str) -> Option<String> {
+    (import.starts_with("stripe-discount:policy/") && !is_granted(import)).then(|| {
+        format!(
+            "it imports {import}, another version of the contract; this host offers \
+             {HOST_INTERFACE}: rebuild it against this host's wit/discount-policy.wit"
+        )
+    })
+}
+
 /// A [`DiscountPolicyPre`] that type-checks the `evaluate` export once. The generated
 /// `instantiate` re-checks the whole session record's type on every instance; instances
 /// of one component all have the same types, so after one checked instance the rest skip it.

@@ -734,14 +734,13 @@ impl PolicyEngine {
             .component_type()
             .imports(engine)
             .map(|(name, _)| name.to_string())
-            .filter(|name| !is_granted(name))
+            .filter(|name| !bindings::is_granted(name))
             .collect();
-        if let Some(other) = ungranted.iter().find(|i| is_other_contract_version(i)) {
-            return Err(LoadError::WrongWorld(format!(
-                "it imports {other}, another version of the contract; this host offers {}: \
-                 rebuild it against this host's wit/discount-policy.wit",
-                bindings::HOST_INTERFACE
-            )));
+        if let Some(why) = ungranted
+            .iter()
+            .find_map(|i| bindings::other_contract_version(i))
+        {
+            return Err(LoadError::WrongWorld(why));
         }
         if !ungranted.is_empty() {
             return Err(LoadError::UngrantedImport(ungranted));
@@ -834,15 +833,6 @@ impl PolicyEngine {
         preinit::snapshot(&cx, &mut store, instance)
             .map_err(|e| LoadError::WarmUp(format!("snapshotting the warmed instance: {e:#}")))
     }
-}
-
-fn is_granted(import: &str) -> bool {
-    import == bindings::HOST_INTERFACE || import == bindings::TYPES_INTERFACE
-}
-
-/// An interface of the contract's package at another version than this host's.
-fn is_other_contract_version(import: &str) -> bool {
-    import.starts_with("stripe-discount:policy/") && !is_granted(import)
 }
 
 /// Refuses bytes that are not a WebAssembly component, saying what they are instead.

@@ -192,17 +192,12 @@ impl Metrics {
             self.policy_info
                 .with_label_values(&[
                     p.name.as_str(),
-                    short(&p.version),
-                    short(&p.settings_digest),
+                    crate::registry::short(&p.version),
+                    crate::registry::short(&p.settings_digest),
                 ])
                 .set(1);
         }
     }
-}
-
-/// The first 12 hex characters of a content hash, as labels and logs show it.
-fn short(hash: &str) -> &str {
-    &hash[..hash.len().min(12)]
 }
 
 /// The process-wide metrics.

@@ -993,8 +993,6 @@ impl Registry {
     }
 }
 
-/// Maps routes to policies; a route two policies claim stays with the one
-/// already serving it (or the first by name), and the other gets an error.
 /// Which of `candidates` claim a route that another of `policies` claims too.
 fn clashing(
     policies: &BTreeMap<String, Arc<Policy>>,
@@ -1053,7 +1051,8 @@ fn serves(policy: &Policy, files: &PolicyFiles, settings: &Result<PolicySettings
             .is_ok_and(|s| s.digest() == policy.settings_digest)
 }
 
-fn short(version: &str) -> &str {
+/// The first 12 hex characters of a content hash, as logs and metric labels show it.
+pub(crate) fn short(version: &str) -> &str {
     &version[..version.len().min(12)]
 }
 

@@ -240,11 +240,6 @@ pub fn interface(component: &[u8]) -> Result<(Vec<Item>, Vec<Item>)> {
     Ok((imports, exports))
 }
 
-/// An interface of the contract at the version this host speaks.
-fn is_contract(import: &str) -> bool {
-    import == HOST_INTERFACE || import == policy_engine::bindings::TYPES_INTERFACE
-}
-
 /// Refuses components that import more than the host interface (plain types aside) or
 /// lack the `evaluate` function.
 pub fn check_interface(imports: &[Item], exports: &[Item]) -> Result<()> {
@@ -253,15 +248,11 @@ pub fn check_interface(imports: &[Item], exports: &[Item]) -> Result<()> {
         .filter(|i| i.name != HOST_INTERFACE && !i.is_type_only())
         .map(|i| i.to_string())
         .collect();
-    if let Some(other) = imports
+    if let Some(why) = imports
         .iter()
-        .find(|i| i.name.starts_with("stripe-discount:policy/") && !is_contract(&i.name))
+        .find_map(|i| policy_engine::bindings::other_contract_version(&i.name))
     {
-        bail!(
-            "it imports {}, another version of the contract; this host offers \
-             {HOST_INTERFACE}: rebuild it against this host's wit/discount-policy.wit",
-            other.name
-        );
+        bail!("{why}");
     }
     if !foreign.is_empty() {
         bail!(
