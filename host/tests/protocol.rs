@@ -1,6 +1,6 @@
 //! Protocol check: every request the real host sends to Stripe while serving apply
 //! (`amount_off` and `percent_off`), clear and keep decisions is validated against the
-//! parameter shapes of `shared/stripe/spec_extract_private_preview.json`, an extract of
+//! parameter shapes of `stripe/spec/spec_extract_private_preview.json`, an extract of
 //! Stripe's private-preview OpenAPI spec. The rules are read from the spec at test time.
 
 mod common;
@@ -10,18 +10,18 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-/// The spec extract: `shared/` beside the checkout (in CI too), or `STRIPE_SPEC_EXTRACT`.
+/// The spec extract kept in the repository (`stripe/spec/`), or `STRIPE_SPEC_EXTRACT`.
 fn load_spec() -> Value {
     let path = std::env::var_os("STRIPE_SPEC_EXTRACT")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/stripe/spec_extract_private_preview.json")
+                .join("../stripe/spec/spec_extract_private_preview.json")
         });
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "the Stripe spec extract is missing at {} ({e}): the protocol check needs \
-             shared/stripe/ beside the checkout, or STRIPE_SPEC_EXTRACT set to the file",
+            "the Stripe spec extract is missing at {} ({e}): the protocol check reads \
+             stripe/spec/ in the repository, or STRIPE_SPEC_EXTRACT set to the file",
             path.display()
         )
     });
